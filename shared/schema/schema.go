@@ -6,6 +6,7 @@ package schema
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -133,22 +134,36 @@ func (r Result) TrackingID() string {
 	return string(b)
 }
 
-// Subject returns the results subject for this result.
-func (r Result) Subject() string { return ResultsSubject + "." + r.JobID }
+// Subject returns the results subject for this result. It is built from
+// the status alone so no upstream-controlled text ever becomes a subject token.
+func (r Result) Subject() string {
+	return ResultsSubject + "." + strings.ToLower(r.Status.String())
+}
+
+// JobSubject returns the subject a job for country cc is published on. A
+// country code that is not two ASCII letters maps to "XX" for the same reason.
+func JobSubject(cc string) string {
+	if len(cc) != 2 || !isUpper(cc[0]) || !isUpper(cc[1]) {
+		cc = "XX"
+	}
+	return JobsSubject + "." + cc
+}
+
+func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
 
 // MsgID is the dedup id for publishing this result.
 func (r Result) MsgID() string { return "result." + r.JobID }
 
 // ModemStatus is the modem's heartbeat.
 type ModemStatus struct {
-	V         int       `json:"v"`
-	Ready     bool      `json:"ready"`
-	Reason    string    `json:"reason,omitempty"`
-	Operator  string    `json:"operator,omitempty"`
-	Signal    int       `json:"signal,omitempty"` // CSQ rssi 0..31, 99 unknown
-	At        time.Time `json:"at"`
-	ValidFor  Duration  `json:"valid_for"` // the poller trusts it this long
-	IMEI      string    `json:"imei,omitempty"`
+	V        int       `json:"v"`
+	Ready    bool      `json:"ready"`
+	Reason   string    `json:"reason,omitempty"`
+	Operator string    `json:"operator,omitempty"`
+	Signal   int       `json:"signal,omitempty"` // CSQ rssi 0..31, 99 unknown
+	At       time.Time `json:"at"`
+	ValidFor Duration  `json:"valid_for"` // the poller trusts it this long
+	IMEI     string    `json:"imei,omitempty"`
 }
 
 // Duration is a time.Duration that travels as a Go duration string.

@@ -1,0 +1,73 @@
+// Command sms-modem owns the modem's serial port: it pulls SMS jobs from the
+// poller's broker, sends them with AT commands and reports the results.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/sensorsreport/smsgw/services/modem/internal/app"
+	"github.com/sensorsreport/smsgw/shared/cli"
+	"github.com/sensorsreport/smsgw/shared/config"
+	"github.com/sensorsreport/smsgw/shared/logging"
+)
+
+const usage = `usage: sms-modem [command]
+
+  (none)               run the service
+  diag                 initialise the modem and print what it is; exit 1 if it cannot send
+  send NUMBER TEXT     send one SMS directly (no broker) and print each part's reference
+  healthcheck          exit 0 when the local /healthz answers (for Docker HEALTHCHECK)
+  version              print the version
+
+Configuration comes from the environment (MODEM_DEVICE, MODEM_PIN, NATS_URL, ...);
+see README.md. CONFIG_FILE may name a legacy config.ini.
+`
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	cmd := ""
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	switch cmd {
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+		return 0
+	case "version":
+		fmt.Println(cli.Version)
+		return 0
+	case "healthcheck":
+		return cli.Healthcheck(os.Stdout, ":8081", "/healthz")
+	}
+	cfg, err := config.Load[app.Config]()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log, err := logging.New(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	defer logging.Sync(log)
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	switch {
+	case cmd == "":
+		err = app.Run(ctx, cfg, log)
+	case cmd == "diag":
+		err = app.Diag(ctx, cfg, log, os.Stdout)
+	case cmd == "send" && len(args) == 3:
+		err = app.Send(ctx, cfg, log, os.Stdout, args[1], args[2])
+	default:
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	if err != nil && ctx.Err() == nil {
+		fmt.Fprintln(os.Stderr, "sms-modem:", err)
+		return 1
+	}
+	return 0
+}

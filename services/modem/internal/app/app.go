@@ -1,0 +1,156 @@
+// Package app wires the modem service together: the modem lifecycle, the
+// ledger, the JetStream sender, the heartbeat the poller uses for
+// back-pressure, and the health server. Run is what main calls and what
+// tests drive.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/sensorsreport/smsgw/services/modem/internal/device"
+	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
+	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
+	"github.com/sensorsreport/smsgw/services/modem/internal/sender"
+	"github.com/sensorsreport/smsgw/shared/health"
+	"github.com/sensorsreport/smsgw/shared/schema"
+)
+
+const heartbeatEvery = time.Second
+
+// NewModem builds the modem lifecycle from the configuration.
+func NewModem(cfg Config, log *zap.Logger, hs *health.Server) *gsm.Modem {
+	var reg = hs.Registry
+	opener := device.NewOpener(device.Config{Path: cfg.Device, Baud: cfg.Baud, Log: log.Named("device")})
+	return gsm.New(gsm.Config{
+		PIN: cfg.PIN, CommandTimeout: cfg.Timeout.D(), SendTimeout: cfg.SendTimeout.D(),
+		KeepAlive: cfg.KeepAlive.D(), Log: log.Named("modem"), Reg: reg,
+	}, opener)
+}
+
+// Run runs the service until ctx ends. A send in flight at that moment is
+// finished, reported and acked first.
+func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
+	if cfg.NATSUser == "" || cfg.NATSPass == "" {
+		return errors.New("NATS_USER and NATS_PASSWORD are required")
+	}
+	hs := health.New(log)
+	modem := NewModem(cfg, log, hs)
+	hs.SetLive(func() error { return modem.Healthy(cfg.UnreadyGrace.D()) })
+	hs.SetReady(modem.Ready)
+	if err := hs.Start(cfg.HTTPAddr); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+
+	led, err := ledger.Open(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if n, err := led.Prune(7 * 24 * time.Hour); err == nil && n > 0 {
+		log.Info("pruned old ledger entries", zap.Int("count", n))
+	}
+
+	nc, err := connect(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+
+	// The modem's own lifecycle stops only after the sender has finished:
+	// a send in flight at SIGTERM still needs the port.
+	modemCtx, stopModem := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopModem()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := modem.Run(modemCtx); err != nil {
+			log.Error("modem parked", zap.Error(err))
+		}
+	}()
+	go func() { defer wg.Done(); heartbeat(modemCtx, nc, modem, log) }()
+
+	s := sender.New(sender.Config{
+		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
+		Log: log.Named("sender"), Reg: hs.Registry,
+	}, js, modem, led)
+	err = s.Run(ctx)
+	log.Info("sender stopped; closing")
+	// Tell the poller at once so it stops claiming for us.
+	publishStatus(nc, schema.ModemStatus{V: schema.Version, Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(3 * heartbeatEvery)})
+	_ = nc.Flush()
+	stopModem()
+	wg.Wait()
+	_ = nc.Drain()
+	return err
+}
+
+func connect(cfg Config, log *zap.Logger) (*nats.Conn, error) {
+	nlog := log.Named("nats")
+	nc, err := nats.Connect(cfg.NATSURL,
+		nats.Name("sms-modem"),
+		nats.UserInfo(cfg.NATSUser, cfg.NATSPass),
+		// The poller may be down for any length of time: never give up.
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.ReconnectJitter(500*time.Millisecond, time.Second),
+		nats.PingInterval(20*time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			nlog.Warn("broker connection lost; reconnecting", zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { nlog.Info("broker reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+		nats.ClosedHandler(func(*nats.Conn) { nlog.Info("broker connection closed") }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", cfg.NATSURL, err)
+	}
+	return nc, nil
+}
+
+// heartbeat tells the poller whether it may claim work for us.
+func heartbeat(ctx context.Context, nc *nats.Conn, m *gsm.Modem, log *zap.Logger) {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		st := m.Status()
+		hb := schema.ModemStatus{
+			V: schema.Version, Ready: st.State == gsm.StateReady, Reason: string(st.State),
+			Operator: st.Operator, Signal: st.Signal, IMEI: st.IMEI, At: time.Now().UTC(),
+			ValidFor: schema.Duration(4 * heartbeatEvery),
+		}
+		if st.Reason != "" {
+			hb.Reason += ": " + st.Reason
+		}
+		publishStatus(nc, hb)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func publishStatus(nc *nats.Conn, st schema.ModemStatus) {
+	b, err := json.Marshal(st)
+	if err == nil {
+		_ = nc.Publish(schema.StatusSubject, b)
+	}
+}

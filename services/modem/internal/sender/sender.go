@@ -1,0 +1,420 @@
+// Package sender turns jobs from JetStream into SMS through the modem. It
+// pulls one job at a time, answers redeliveries from the ledger, checks the
+// TTL, validates and encodes, records "attempting" before the first AT+CMGS,
+// keeps the job alive while a long send runs, and publishes the result
+// before it acks the job. The ack and the result drive every upstream status.
+package sender
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
+	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
+	"github.com/sensorsreport/smsgw/services/modem/internal/pdu"
+	"github.com/sensorsreport/smsgw/shared/logging"
+	"github.com/sensorsreport/smsgw/shared/schema"
+)
+
+// Modem is what the sender needs from the modem lifecycle.
+type Modem interface {
+	// WaitReady blocks until the modem can send or ctx ends.
+	WaitReady(ctx context.Context) error
+	// Submit sends one TPDU with AT+CMGS and returns its message reference.
+	Submit(ctx context.Context, tpduLen int, hexPDU string) (mr int, err error)
+	// Classify maps a Submit error to what it means for the SMS.
+	Classify(err error) gsm.Class
+}
+
+// Config tunes the sender.
+type Config struct {
+	Region      string        // default region for national numbers (MODEM_COUNTRY)
+	MaxParts    int           // part limit per SMS
+	SendTimeout time.Duration // bound on one job's sending, and on the drain at shutdown
+	// Backoff is the wait before each retry of a part after a transient
+	// error; its length is the retry budget.
+	Backoff []time.Duration
+	// Heartbeat is how often a job in progress is kept alive (AckWait/3).
+	Heartbeat time.Duration
+	Log       *zap.Logger
+	Reg       prometheus.Registerer
+	Now       func() time.Time
+}
+
+// Sender pulls jobs and sends them.
+type Sender struct {
+	cfg    Config
+	js     jetstream.JetStream
+	modem  Modem
+	ledger *ledger.Ledger
+	refs   *pdu.RefCounter
+	log    *zap.Logger
+	m      metrics
+
+	mu   sync.Mutex
+	cons jetstream.Consumer
+}
+
+type metrics struct {
+	sends  *prometheus.CounterVec
+	parts  prometheus.Counter
+	active prometheus.Gauge
+}
+
+// New builds a sender.
+func New(cfg Config, js jetstream.JetStream, m Modem, l *ledger.Ledger) *Sender {
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxParts <= 0 {
+		cfg.MaxParts = 10
+	}
+	if cfg.SendTimeout <= 0 {
+		cfg.SendTimeout = 120 * time.Second
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 20 * time.Second
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second}
+	}
+	s := &Sender{cfg: cfg, js: js, modem: m, ledger: l, refs: pdu.NewRefCounter(uint8(rand.UintN(256))), log: cfg.Log}
+	s.m = metrics{
+		sends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sms_modem_sends_total", Help: "Jobs finished, by outcome.",
+		}, []string{"outcome"}),
+		parts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sms_modem_parts_sent_total", Help: "SMS parts accepted by the network.",
+		}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sms_modem_job_in_progress", Help: "1 while a job is being handled.",
+		}),
+	}
+	if cfg.Reg != nil {
+		cfg.Reg.MustRegister(s.m.sends, s.m.parts, s.m.active)
+	}
+	return s
+}
+
+// Run pulls and handles jobs until ctx ends. A job in flight when ctx ends
+// is finished (bounded by SendTimeout), reported and acked before Run returns.
+func (s *Sender) Run(ctx context.Context) error {
+	backoff := newBackoff(200*time.Millisecond, 5*time.Second)
+	for ctx.Err() == nil {
+		if err := s.modem.WaitReady(ctx); err != nil {
+			break
+		}
+		cons, err := s.consumer(ctx)
+		if err != nil {
+			s.log.Debug("jobs consumer not available yet", zap.Error(err))
+			backoff.wait(ctx)
+			continue
+		}
+		nctx, ncancel := context.WithTimeout(ctx, 5*time.Second)
+		msg, err := cons.Next(jetstream.FetchContext(nctx))
+		ncancel()
+		if err != nil {
+			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+				continue
+			}
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+				s.resetConsumer()
+			}
+			s.log.Debug("pull job", zap.Error(err))
+			backoff.wait(ctx)
+			continue
+		}
+		backoff.reset()
+		// The job's own context outlives ctx: a send that started is
+		// finished and acknowledged, bounded by SendTimeout.
+		s.handle(ctx, msg)
+	}
+	return nil
+}
+
+func (s *Sender) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cons != nil {
+		return s.cons, nil
+	}
+	c, err := s.js.Consumer(ctx, schema.JobsStream, schema.JobsConsumer)
+	if err != nil {
+		return nil, err
+	}
+	s.cons = c
+	return c, nil
+}
+
+func (s *Sender) resetConsumer() { s.mu.Lock(); s.cons = nil; s.mu.Unlock() }
+
+// handle processes one delivery to the end: publish a result and ack, or
+// leave the job for redelivery when nothing was sent and we are stopping.
+func (s *Sender) handle(runCtx context.Context, msg jetstream.Msg) {
+	s.m.active.Set(1)
+	defer s.m.active.Set(0)
+	jobCtx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), s.cfg.SendTimeout+30*time.Second)
+	defer cancel()
+
+	job, err := schema.Decode[schema.Job](msg.Data())
+	if err != nil || job.ID == "" || job.SmsID == "" {
+		// Without ids there is nothing to report upstream; the API's trust
+		// timeout will expire the SMS. Terminate so it cannot block the queue.
+		s.log.Error("dropping undecodable job", zap.Error(err))
+		_ = msg.TermWithReason("undecodable job")
+		return
+	}
+	log := s.log.With(zap.String("job", job.ID), logging.Phone(job.PhoneNumber))
+	delivered := 1
+	if md, err := msg.Metadata(); err == nil {
+		delivered = int(md.NumDelivered)
+	}
+
+	var res schema.Result
+	switch e, err := s.ledger.Get(job.ID); {
+	case err == nil && e.State == ledger.Done && e.Result != nil:
+		log.Info("redelivered job already handled; republishing its result", zap.Stringer("status", e.Result.Status))
+		res = *e.Result
+	case err == nil:
+		log.Warn("redelivered job was interrupted mid-send; reporting Unknown, not resending")
+		res = s.result(job, schema.StatusUnknown, schema.CodeOutcomeUnknown, "interrupted while sending; not resent to avoid a duplicate")
+		if err := s.ledger.Done(res); err != nil {
+			log.Error("ledger write failed", zap.Error(err))
+			return
+		}
+	default:
+		var ok bool
+		res, ok = s.send(runCtx, jobCtx, msg, job, delivered, log)
+		if !ok {
+			return // stopping before anything was sent: redelivered later
+		}
+	}
+	if err := s.publish(jobCtx, res); err != nil {
+		log.Error("result not published; the job will be redelivered and answered from the ledger", zap.Error(err))
+		return
+	}
+	if err := msg.DoubleAck(jobCtx); err != nil {
+		log.Warn("ack not confirmed; a redelivery will be answered from the ledger", zap.Error(err))
+	}
+	s.m.sends.WithLabelValues(outcomeLabel(res)).Inc()
+	log.Info("job finished", zap.Stringer("status", res.Status), zap.String("code", res.Code),
+		zap.Int("parts", res.Parts), zap.String("tracking", res.TrackingID()))
+}
+
+// send runs the job to a final result. ok is false when the job should be
+// left for redelivery (shutdown before any part was submitted).
+func (s *Sender) send(runCtx, jobCtx context.Context, msg jetstream.Msg, job schema.Job, delivered int, log *zap.Logger) (schema.Result, bool) {
+	now := s.cfg.Now()
+	if job.Expired(now) {
+		return s.done(job, schema.StatusExpired, schema.CodeExpired, "TTL passed before sending", log), true
+	}
+	num, err := pdu.ParseNumber(job.PhoneNumber, s.cfg.Region)
+	if err != nil {
+		return s.done(job, schema.StatusFailed, schema.CodeInvalidNumber, err.Error(), log), true
+	}
+	parts, err := pdu.Encode(num, job.Message, s.refs, pdu.Options{
+		MaxParts: s.cfg.MaxParts, ValidityPeriod: job.ExpiresAt.Sub(now),
+	})
+	switch {
+	case errors.Is(err, pdu.ErrEmpty):
+		return s.done(job, schema.StatusFailed, schema.CodeEmptyMessage, err.Error(), log), true
+	case errors.Is(err, pdu.ErrTooManyParts):
+		return s.done(job, schema.StatusFailed, schema.CodeTooLong, err.Error(), log), true
+	case err != nil:
+		return s.done(job, schema.StatusFailed, schema.CodeBadJob, err.Error(), log), true
+	}
+
+	stopHB := s.heartbeat(msg)
+	defer stopHB()
+	if err := s.ledger.Attempting(job.ID, delivered); err != nil {
+		log.Error("ledger write failed; not sending", zap.Error(err))
+		_ = msg.NakWithDelay(5 * time.Second)
+		return schema.Result{}, false
+	}
+
+	refs := make([]int, 0, len(parts))
+	for i, p := range parts {
+		for attempt := 0; ; attempt++ {
+			if len(refs) == 0 {
+				if runCtx.Err() != nil {
+					return s.abandon(job, msg, log)
+				}
+				if job.Expired(s.cfg.Now()) {
+					_ = s.ledger.Forget(job.ID)
+					return s.done(job, schema.StatusExpired, schema.CodeExpired, "TTL passed before sending", log), true
+				}
+			}
+			if err := s.waitReady(runCtx, jobCtx, job, len(refs) == 0); err != nil {
+				if len(refs) == 0 {
+					if job.Expired(s.cfg.Now()) {
+						_ = s.ledger.Forget(job.ID)
+						return s.done(job, schema.StatusExpired, schema.CodeExpired, "modem not ready before the TTL passed", log), true
+					}
+					return s.abandon(job, msg, log)
+				}
+				r := s.result(job, schema.StatusUnknown, schema.CodeOutcomeUnknown, "modem lost after part "+fmt.Sprint(len(refs))+" of "+fmt.Sprint(len(parts)))
+				r.References, r.Parts = refs, len(parts)
+				return s.store(r, log), true
+			}
+			sendCtx, cancel := context.WithTimeout(jobCtx, s.cfg.SendTimeout)
+			mr, err := s.modem.Submit(sendCtx, p.TPDULen, p.Hex)
+			cancel()
+			if err == nil {
+				refs = append(refs, mr)
+				s.m.parts.Inc()
+				break
+			}
+			class := s.modem.Classify(err)
+			log.Warn("part not sent", zap.Int("part", i+1), zap.Int("of", len(parts)), zap.Int("attempt", attempt+1), zap.Error(err))
+			var r schema.Result
+			switch {
+			case class == gsm.Unknown:
+				r = s.result(job, schema.StatusUnknown, schema.CodeOutcomeUnknown, err.Error())
+			case class == gsm.Permanent:
+				r = s.result(job, schema.StatusFailed, schema.CodeModemRejected, err.Error())
+			case attempt >= len(s.cfg.Backoff):
+				r = s.result(job, schema.StatusFailed, schema.CodeRetriesExceeded, err.Error())
+			case !sleepCtx(jobCtx, s.cfg.Backoff[attempt]):
+				r = s.result(job, schema.StatusFailed, schema.CodeRetriesExceeded, "gave up at the send deadline: "+err.Error())
+			default:
+				continue
+			}
+			r.References, r.Parts = refs, len(parts)
+			return s.store(r, log), true
+		}
+	}
+	r := s.result(job, schema.StatusSent, "", "")
+	r.SentAt = s.cfg.Now().UTC()
+	r.References, r.Parts = refs, len(parts)
+	return s.store(r, log), true
+}
+
+// waitReady waits for the modem. Before the first part it may wait until the
+// TTL; after a part left it waits up to the send timeout, since finishing
+// the message beats leaving the recipient half of it.
+func (s *Sender) waitReady(runCtx, jobCtx context.Context, job schema.Job, first bool) error {
+	ctx := jobCtx
+	var cancel context.CancelFunc
+	if first {
+		ctx, cancel = context.WithDeadline(jobCtx, job.ExpiresAt)
+		defer cancel()
+		// Stop waiting on shutdown as long as nothing has been sent.
+		stop := context.AfterFunc(runCtx, cancel)
+		defer stop()
+	}
+	return s.modem.WaitReady(ctx)
+}
+
+// abandon gives a job back to the broker untouched.
+func (s *Sender) abandon(job schema.Job, msg jetstream.Msg, log *zap.Logger) (schema.Result, bool) {
+	if err := s.ledger.Forget(job.ID); err != nil {
+		log.Error("ledger forget failed", zap.Error(err))
+	}
+	_ = msg.Nak()
+	log.Info("job handed back unsent")
+	return schema.Result{}, false
+}
+
+func (s *Sender) result(job schema.Job, st schema.Status, code, reason string) schema.Result {
+	return schema.Result{V: schema.Version, JobID: job.ID, SmsID: job.SmsID, Tenant: job.Tenant, Status: st, Code: code, Reason: reason}
+}
+
+func (s *Sender) done(job schema.Job, st schema.Status, code, reason string, log *zap.Logger) schema.Result {
+	return s.store(s.result(job, st, code, reason), log)
+}
+
+// store records the outcome before anything is published: from here on a
+// redelivery is answered from the ledger.
+func (s *Sender) store(r schema.Result, log *zap.Logger) schema.Result {
+	if r.Status != schema.StatusSent {
+		log.Warn("job not sent", zap.Stringer("status", r.Status), zap.String("code", r.Code), zap.String("reason", r.Reason))
+	}
+	if err := s.ledger.Done(r); err != nil {
+		log.Error("ledger write failed", zap.Error(err))
+	}
+	return r
+}
+
+// publish sends the result to the results stream, retrying until it is
+// stored or ctx ends. The Msg-Id makes a republish after a crash harmless.
+func (s *Sender) publish(ctx context.Context, r schema.Result) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	b := newBackoff(100*time.Millisecond, 3*time.Second)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.js.Publish(pctx, r.Subject(), data, jetstream.WithMsgID(r.MsgID()), jetstream.WithExpectStream(schema.ResultsStream))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		s.log.Debug("publish result", zap.Error(err))
+		if !b.wait(ctx) {
+			return fmt.Errorf("publish result: %w", err)
+		}
+	}
+}
+
+// heartbeat keeps the job from being redelivered while we work on it.
+func (s *Sender) heartbeat(msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(s.cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+func outcomeLabel(r schema.Result) string {
+	if r.Code != "" {
+		return r.Code
+	}
+	return "sent"
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// backoff is exponential with full jitter.
+type backoff struct{ min, max, cur time.Duration }
+
+func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max, cur: min} }
+
+func (b *backoff) reset() { b.cur = b.min }
+
+func (b *backoff) wait(ctx context.Context) bool {
+	d := b.cur/2 + time.Duration(rand.Int64N(int64(b.cur/2)+1))
+	b.cur = min(b.cur*2, b.max)
+	return sleepCtx(ctx, d)
+}

@@ -1,0 +1,41 @@
+package dispatch
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	claims     *prometheus.CounterVec
+	jobs       prometheus.Counter
+	reports    *prometheus.CounterVec
+	queued     prometheus.Gauge
+	modemReady prometheus.Gauge
+	latency    prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) metrics {
+	m := metrics{
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sms_poller_claims_total", Help: "Claim attempts by country and outcome (claimed, empty, error).",
+		}, []string{"country", "outcome"}),
+		jobs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sms_poller_jobs_published_total", Help: "Jobs queued for the modem.",
+		}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sms_poller_reports_total", Help: "Status updates by status and outcome (ok, retry, rejected).",
+		}, []string{"status", "outcome"}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sms_poller_jobs_queued", Help: "Jobs waiting in the stream for the modem.",
+		}),
+		modemReady: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sms_poller_modem_ready", Help: "1 while a fresh modem heartbeat says ready.",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "sms_poller_claim_to_report_seconds",
+			Help:    "Time from claim to a confirmed status update.",
+			Buckets: []float64{.005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.claims, m.jobs, m.reports, m.queued, m.modemReady, m.latency)
+	}
+	return m
+}
