@@ -16,6 +16,7 @@ require (
 	github.com/nats-io/nkeys v0.4.16 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/prometheus/client_golang v1.25.0 // indirect
+	github.com/sensorsreport/smsgw/services/devstack v0.0.0
 	go.uber.org/multierr v1.10.0 // indirect
 	go.uber.org/zap v1.28.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
@@ -26,3 +27,5 @@ require (
 )
 
 replace github.com/sensorsreport/smsgw/shared => ../../shared
+
+replace github.com/sensorsreport/smsgw/services/devstack => ../devstack
