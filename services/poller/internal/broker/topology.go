@@ -1,0 +1,149 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/sensorsreport/smsgw/shared/schema"
+)
+
+const (
+	streamMaxBytes    = 64 << 20
+	maxMsgSize        = 64 << 10
+	dedupWindow       = 24 * time.Hour
+	resultsMaxMsgs    = 10000
+	resultsAckWait    = 30 * time.Second
+	resultsAckPending = 256
+)
+
+func (b *Broker) jobsStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:      schema.JobsStream,
+		Subjects:  []string{schema.JobsFilter},
+		Retention: jetstream.WorkQueuePolicy,
+		Storage:   jetstream.FileStorage,
+		// A full stream refuses new jobs; the default DiscardOld would
+		// silently evict the oldest queued SMS.
+		Discard:    jetstream.DiscardNew,
+		MaxMsgs:    b.cfg.JobsMaxMsgs,
+		MaxBytes:   streamMaxBytes,
+		MaxMsgSize: maxMsgSize,
+		// A job can stay claimed upstream far longer than the 2 min default
+		// window while a status update keeps failing; re-publishes of the
+		// same claim must still be absorbed.
+		Duplicates: dedupWindow,
+		Replicas:   1,
+	}
+}
+
+func resultsStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       schema.ResultsStream,
+		Subjects:   []string{schema.ResultsFilter},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Discard:    jetstream.DiscardNew,
+		MaxMsgs:    resultsMaxMsgs,
+		MaxBytes:   streamMaxBytes,
+		MaxMsgSize: maxMsgSize,
+		Duplicates: dedupWindow,
+		Replicas:   1,
+	}
+}
+
+func (b *Broker) modemConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       schema.JobsConsumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       b.cfg.AckWait,
+		MaxDeliver:    b.cfg.MaxDeliver,
+		MaxAckPending: 1, // one modem sends one SMS at a time
+		FilterSubject: schema.JobsFilter,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+func resultsConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       schema.ResultsConsumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       resultsAckWait,
+		MaxDeliver:    -1, // a result is retried until the API takes it
+		MaxAckPending: resultsAckPending,
+		FilterSubject: schema.ResultsFilter,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// ensureTopology creates or updates the streams and consumers in place.
+// Deleting and recreating would hand the modem a terminal "consumer
+// deleted" and lose the delivery state.
+func (b *Broker) ensureTopology(ctx context.Context) error {
+	jobs, err := b.js.CreateOrUpdateStream(ctx, b.jobsStreamConfig())
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", schema.JobsStream, err)
+	}
+	results, err := b.js.CreateOrUpdateStream(ctx, resultsStreamConfig())
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", schema.ResultsStream, err)
+	}
+	b.jobs = jobs
+	for _, t := range []struct {
+		stream jetstream.Stream
+		cfg    jetstream.ConsumerConfig
+	}{
+		{jobs, b.modemConsumerConfig()},
+		{results, resultsConsumerConfig()},
+	} {
+		name := t.stream.CachedInfo().Config.Name
+		cons, err := t.stream.CreateOrUpdateConsumer(ctx, t.cfg)
+		if err != nil {
+			return fmt.Errorf("create consumer %s/%s: %w", name, t.cfg.Durable, err)
+		}
+		if err := b.checkConsumerAhead(ctx, t.stream, cons); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkConsumerAhead repairs the state a power cut can leave behind: the
+// stream lost its tail but the consumer's floors survived, so it waits for
+// sequences the stream will only reach after that many new messages, and
+// new jobs starve silently (nats-server#4566, #5412, #8036). nats-server
+// 2.15 rewinds a single-replica consumer itself while recovering, but older
+// releases only warned and the reports keep coming, so the invariant is
+// checked here too. The consumer is rewound to the stream's first message:
+// in a work-queue stream everything still stored is unfinished, so
+// redelivering it all is correct, and the modem's ledger absorbs repeats.
+func (b *Broker) checkConsumerAhead(ctx context.Context, stream jetstream.Stream, cons jetstream.Consumer) error {
+	si, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream info: %w", err)
+	}
+	ci, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumer info: %w", err)
+	}
+	st := si.State
+	log := b.log.With(zap.String("stream", si.Config.Name), zap.String("consumer", ci.Name))
+	log.Info("stream state",
+		zap.Uint64("msgs", st.Msgs), zap.Uint64("last_seq", st.LastSeq),
+		zap.Uint64("ack_floor", ci.AckFloor.Stream), zap.Uint64("delivered", ci.Delivered.Stream),
+		zap.Int("ack_pending", ci.NumAckPending), zap.Int("redelivered", ci.NumRedelivered))
+	if ci.AckFloor.Stream <= st.LastSeq && ci.Delivered.Stream <= st.LastSeq {
+		return nil
+	}
+	start := max(st.FirstSeq, 1)
+	log.Warn("consumer is ahead of its stream (store lost data, e.g. in a power cut); resetting",
+		zap.Uint64("last_seq", st.LastSeq), zap.Uint64("ack_floor", ci.AckFloor.Stream),
+		zap.Uint64("delivered", ci.Delivered.Stream), zap.Uint64("reset_to", start))
+	if _, err := b.js.ResetConsumerToSequence(ctx, si.Config.Name, ci.Name, start); err != nil {
+		return fmt.Errorf("reset consumer %s/%s: %w", si.Config.Name, ci.Name, err)
+	}
+	return nil
+}
