@@ -1,0 +1,39 @@
+package auth
+
+import (
+	"net/url"
+	"testing"
+)
+
+func FuzzParseDiscovery(f *testing.F) {
+	f.Add([]byte(`{"issuer":"https://kc.example.net/realms/sr","token_endpoint":"https://kc.example.net/realms/sr/protocol/openid-connect/token"}`))
+	f.Add([]byte(`{"token_endpoint":"/relative/token"}`))
+	f.Add([]byte(`{"token_endpoint":42}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`<html>502 Bad Gateway</html>`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := parseDiscovery(body)
+		if err != nil {
+			return
+		}
+		u, perr := url.Parse(got)
+		if perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			t.Fatalf("accepted token endpoint %q", got)
+		}
+	})
+}
+
+func TestParseDiscovery(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"token_endpoint":"http://keycloak:8080/realms/sr/protocol/openid-connect/token"}`: "http://keycloak:8080/realms/sr/protocol/openid-connect/token",
+		`{"token_endpoint":""}`:             "",
+		`{"token_endpoint":"kc/token"}`:     "",
+		`{"issuer":"https://kc/realms/sr"}`: "",
+		`not json`:                          "",
+	} {
+		got, err := parseDiscovery([]byte(body))
+		if got != want || (want == "") != (err != nil) {
+			t.Errorf("parseDiscovery(%s) = %q, %v; want %q", body, got, err, want)
+		}
+	}
+}
