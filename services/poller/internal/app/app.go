@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -72,10 +73,11 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	defer b.Shutdown()
 
 	provider := cfg.ProviderName()
+	up := &upstream{api: api, provider: provider, countries: countries}
 	d := dispatch.New(dispatch.Config{
 		Countries: countries, PollInterval: cfg.PollInterval.D(), MaxQueued: cfg.MaxQueued,
 		Log: log.Named("dispatch"), Reg: hs.Registry,
-	}, &upstream{api: api, provider: provider}, b)
+	}, up, b)
 
 	hs.SetLive(b.Healthy)
 	hs.SetReady(func() error {
@@ -145,8 +147,9 @@ func registerProvider(ctx context.Context, api *smsapi.Client, name string, coun
 
 // upstream adapts the API client to what the dispatcher needs.
 type upstream struct {
-	api      *smsapi.Client
-	provider string
+	api       *smsapi.Client
+	provider  string
+	countries []string
 }
 
 func (u *upstream) Claim(ctx context.Context, cc string) (*dispatch.Claim, error) {
@@ -157,7 +160,32 @@ func (u *upstream) Claim(ctx context.Context, cc string) (*dispatch.Claim, error
 	if err != nil {
 		return nil, err
 	}
-	c := &dispatch.Claim{
+	c := toClaim(*s, cc)
+	return &c, nil
+}
+
+// Stranded returns the Entrusted SMS that "next" could have handed to this
+// provider: addressed to it or to no provider, in one of its countries.
+func (u *upstream) Stranded(ctx context.Context) ([]dispatch.Claim, error) {
+	list, err := u.api.Entrusted(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []dispatch.Claim
+	for _, s := range list {
+		if s.Provider != nil && *s.Provider != u.provider {
+			continue
+		}
+		if s.CountryCode == nil || !slices.Contains(u.countries, *s.CountryCode) {
+			continue
+		}
+		out = append(out, toClaim(s, *s.CountryCode))
+	}
+	return out, nil
+}
+
+func toClaim(s smsapi.SMS, cc string) dispatch.Claim {
+	c := dispatch.Claim{
 		ID: s.ID, Tenant: s.Tenant, Phone: s.PhoneNumber, Message: s.Message, Country: cc,
 		Timestamp: s.Timestamp, RetryCount: s.RetryCount,
 	}
@@ -167,7 +195,7 @@ func (u *upstream) Claim(ctx context.Context, cc string) (*dispatch.Claim, error
 	if s.CountryCode != nil && *s.CountryCode != "" {
 		c.Country = *s.CountryCode
 	}
-	return c, nil
+	return c
 }
 
 func (u *upstream) Report(ctx context.Context, r schema.Result) error {

@@ -38,6 +38,9 @@ type Upstream interface {
 	Report(ctx context.Context, r schema.Result) error
 	// Transient reports whether err may go away by itself.
 	Transient(err error) bool
+	// Stranded lists SMS that are Entrusted upstream and may be ours: a
+	// crash between a claim and its publish leaves them there.
+	Stranded(ctx context.Context) ([]Claim, error)
 }
 
 // Queue is the broker as the dispatcher needs it.
@@ -109,7 +112,11 @@ func (d *Dispatcher) Run(ctx context.Context, drain time.Duration) error {
 
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); d.claimLoop(ctx) }()
+	go func() {
+		defer wg.Done()
+		d.requeueStranded(ctx)
+		d.claimLoop(ctx)
+	}()
 	d.reportLoop(ctx, drain)
 	wg.Wait()
 	return nil
@@ -189,6 +196,31 @@ func (d *Dispatcher) wait(ctx context.Context, dur time.Duration) bool {
 	case <-t.C:
 	}
 	return true
+}
+
+// requeueStranded republishes every Entrusted SMS that may be ours. Job ids
+// are derived from the claim, so one whose job is queued, in flight or
+// already done is absorbed by the stream's dedup window (and the modem's
+// ledger behind it); only a claim lost in a crash becomes a new job.
+func (d *Dispatcher) requeueStranded(ctx context.Context) {
+	b := newBackoff(time.Second, 30*time.Second)
+	for {
+		claims, err := d.up.Stranded(ctx)
+		d.apiResult(err)
+		if err == nil {
+			for i := range claims {
+				d.enqueue(ctx, &claims[i])
+			}
+			if len(claims) > 0 {
+				d.log.Info("re-queued Entrusted SMS found at start (duplicates are absorbed)", zap.Int("count", len(claims)))
+			}
+			return
+		}
+		d.log.Warn("cannot list Entrusted SMS; retrying", zap.Error(err))
+		if !b.wait(ctx) {
+			return
+		}
+	}
 }
 
 func (d *Dispatcher) claimLoop(ctx context.Context) {

@@ -195,6 +195,35 @@ func (c *Client) Next(ctx context.Context, providerName, cc string) (*SMS, error
 	return s, nil
 }
 
+// Entrusted lists every SMS the API holds as Entrusted, across tenants:
+// GET {prefix}/sms?status=1 without a tenant header returns all tenants'
+// records (contract §1.5, §5.18), and an empty result is a 404. The poller
+// uses it once at start to find claims a crash stranded between "next" and
+// the job's publish.
+func (c *Client) Entrusted(ctx context.Context) ([]SMS, error) {
+	body, err := c.do(ctx, call{
+		endpoint: "list", method: http.MethodGet,
+		path: c.prefix + "/sms?status=" + strconv.Itoa(int(schema.StatusEntrusted)) + "&limit=0",
+		idle: noRecords,
+	})
+	if ae, ok := errors.AsType[*APIError](err); ok && noRecords(ae) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list entrusted sms: %w", err)
+	}
+	var list []SMS
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, fmt.Errorf("list entrusted sms: %w: %w", ErrBadResponse, err)
+	}
+	return list, nil
+}
+
+func noRecords(e *APIError) bool {
+	return e.Status == http.StatusNotFound && len(e.Messages) > 0 &&
+		strings.HasPrefix(e.Messages[0], "No SMS records found for the specified criteria")
+}
+
 // emptyQueue tells the "nothing to do" 404 from a 404 for a wrong route,
 // which means a misconfigured prefix and must not look like an idle queue.
 func emptyQueue(e *APIError) bool {

@@ -1,0 +1,321 @@
+// Package harness runs the whole gateway on the stand-ins: the SMS API and
+// OIDC provider on one loopback HTTP server, the modem simulator on a
+// pseudo-terminal, and the real sms-poller and sms-modem binaries as child
+// processes that can be stopped, killed and restarted. The demo, the
+// end-to-end tests and the benchmarks all drive it.
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sensorsreport/smsgw/services/devstack/modemsim"
+	"github.com/sensorsreport/smsgw/services/devstack/oidc"
+	"github.com/sensorsreport/smsgw/services/devstack/smsapi"
+	"github.com/sensorsreport/smsgw/shared/health"
+	"github.com/sensorsreport/smsgw/shared/schema"
+)
+
+// Realm, client and user the stand-in OIDC provider is set up with.
+const (
+	Realm        = "sr"
+	ClientID     = "sms-gateway"
+	ClientSecret = "devstack-secret"
+	User         = "gateway"
+	Password     = "devstack-password"
+	NATSUser     = "modem"
+	NATSPassword = "devstack-nats-password"
+)
+
+// Options configure a stack. Zero values take the defaults noted.
+type Options struct {
+	Bin string // directory with sms-poller and sms-modem (required)
+	Dir string // working directory for stores, ledger and logs (required)
+
+	Countries    []string      // default RO
+	PollInterval time.Duration // POLL_INTERVAL, default 500ms
+	AckWait      time.Duration // JOB_ACK_WAIT, default 10s (short, so a killed modem's job comes back soon)
+	MaxQueued    int           // MAX_QUEUED_JOBS, default 2
+	AccessTTL    time.Duration // default 5 min
+	RefreshTTL   time.Duration // default 30 min
+	Sim          modemsim.Config
+	// Logs receives both binaries' logs; nil writes poller.log and modem.log in Dir.
+	Logs       io.Writer
+	LogLevel   string   // default info
+	PollerEnv  []string // extra KEY=VALUE for the poller
+	ModemEnv   []string // extra KEY=VALUE for the modem
+	NoServices bool     // start only the stand-ins
+	Log        *zap.Logger
+}
+
+// Stack is a running gateway on stand-ins.
+type Stack struct {
+	API     *smsapi.Server
+	OIDC    *oidc.Provider
+	Sim     *modemsim.Sim
+	BaseURL string // stand-in API and OIDC server
+	Poller  *Proc
+	Modem   *Proc
+
+	// PollerHTTP and ModemHTTP are the services' health/metrics addresses.
+	PollerHTTP, ModemHTTP string
+	ModemLink             string // the pty symlink the modem opens
+
+	opts    Options
+	srv     *http.Server
+	cancel  context.CancelFunc
+	closers []io.Closer
+}
+
+// Start brings the stand-ins up and, unless NoServices, both binaries, and
+// waits until the modem is ready to send.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	if o.Bin == "" || o.Dir == "" {
+		return nil, errors.New("harness: Bin and Dir are required")
+	}
+	if len(o.Countries) == 0 {
+		o.Countries = []string{"RO"}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.PollInterval, 500*time.Millisecond)
+	def(&o.AckWait, 10*time.Second)
+	def(&o.AccessTTL, 5*time.Minute)
+	def(&o.RefreshTTL, 30*time.Minute)
+	if o.MaxQueued == 0 {
+		o.MaxQueued = 2
+	}
+	if o.LogLevel == "" {
+		o.LogLevel = "info"
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	s := &Stack{opts: o}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+
+	var err error
+	s.OIDC, err = oidc.New(oidc.Config{
+		Realm: Realm, Clients: map[string]string{ClientID: ClientSecret},
+		Users: map[string]string{User: Password}, AccessTTL: o.AccessTTL, RefreshTTL: o.RefreshTTL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.API = smsapi.New(smsapi.Options{
+		Verify:       func(tok string) error { _, err := s.OIDC.Verify(tok); return err },
+		DevEndpoints: true,
+		Logger:       o.Log.Named("api"),
+	})
+	go s.API.Run(runCtx) //nolint:errcheck // ends with runCtx
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.BaseURL = "http://" + ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.Handle("/realms/", s.OIDC.Handler())
+	mux.Handle("/", s.API)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go s.srv.Serve(ln) //nolint:errcheck // ends with Shutdown
+
+	s.Sim = modemsim.New(o.Sim)
+	s.closers = append(s.closers, s.Sim)
+	s.ModemLink = filepath.Join(o.Dir, "ttyMODEM")
+	if _, err := s.Sim.ServePTY(s.ModemLink); err != nil {
+		s.Close()
+		return nil, err
+	}
+
+	if err := s.buildProcs(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if o.NoServices {
+		return s, nil
+	}
+	if err := s.Poller.Start(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.Modem.Start(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.WaitModemReady(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) buildProcs() error {
+	o := s.opts
+	natsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	pHTTP, err := freePort()
+	if err != nil {
+		return err
+	}
+	mHTTP, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.PollerHTTP = "127.0.0.1:" + strconv.Itoa(pHTTP)
+	s.ModemHTTP = "127.0.0.1:" + strconv.Itoa(mHTTP)
+	logTo := func(name string) (io.Writer, error) {
+		if o.Logs != nil {
+			return o.Logs, nil
+		}
+		f, err := os.OpenFile(filepath.Join(o.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, f)
+		return f, nil
+	}
+	pOut, err := logTo("poller")
+	if err != nil {
+		return err
+	}
+	mOut, err := logTo("modem")
+	if err != nil {
+		return err
+	}
+	common := []string{"LOG_LEVEL=" + o.LogLevel, "LOG_FORMAT=json", "NATS_USER=" + NATSUser, "NATS_PASSWORD=" + NATSPassword}
+	penv := append(append([]string{}, common...),
+		"SMS_API_URL="+s.BaseURL,
+		"SMS_PROVIDER_NAME=devstack-gateway",
+		"SMS_COUNTRIES="+strings.Join(o.Countries, ","),
+		"POLL_INTERVAL="+o.PollInterval.String(),
+		"KEYCLOAK_URL="+s.BaseURL,
+		"KEYCLOAK_REALM="+Realm,
+		"KEYCLOAK_CLIENT_ID="+ClientID,
+		"KEYCLOAK_CLIENT_SECRET="+ClientSecret,
+		"KEYCLOAK_USER="+User,
+		"KEYCLOAK_PASSWORD="+Password,
+		"NATS_LISTEN=127.0.0.1:"+strconv.Itoa(natsPort),
+		"NATS_STORE_DIR="+filepath.Join(o.Dir, "jetstream"),
+		"HTTP_ADDR="+s.PollerHTTP,
+		"JOB_ACK_WAIT="+o.AckWait.String(),
+		"MAX_QUEUED_JOBS="+strconv.Itoa(o.MaxQueued),
+	)
+	menv := append(append([]string{}, common...),
+		"MODEM_DEVICE="+s.ModemLink,
+		"MODEM_PIN="+o.Sim.PIN,
+		"MODEM_TIMEOUT=5s",
+		"MODEM_SEND_TIMEOUT=30s",
+		"MODEM_KEEPALIVE=5s",
+		"NATS_URL=nats://127.0.0.1:"+strconv.Itoa(natsPort),
+		"MODEM_DATA_DIR="+filepath.Join(o.Dir, "modem"),
+		"HTTP_ADDR="+s.ModemHTTP,
+	)
+	s.Poller = newProc("sms-poller", filepath.Join(o.Bin, "sms-poller"), append(penv, o.PollerEnv...), pOut)
+	s.Modem = newProc("sms-modem", filepath.Join(o.Bin, "sms-modem"), append(menv, o.ModemEnv...), mOut)
+	return nil
+}
+
+// WaitModemReady waits until the modem's /readyz answers 200.
+func (s *Stack) WaitModemReady(ctx context.Context) error {
+	return waitHTTP(ctx, s.ModemHTTP, "/readyz", s.Modem)
+}
+
+// WaitPollerReady waits until the poller's /readyz answers 200.
+func (s *Stack) WaitPollerReady(ctx context.Context) error {
+	return waitHTTP(ctx, s.PollerHTTP, "/readyz", s.Poller)
+}
+
+// waitHTTP polls a health endpoint: the processes are separate, so there is
+// no event to wait on, only an observable condition.
+func waitHTTP(ctx context.Context, addr, path string, p *Proc) error {
+	for {
+		err := health.Probe(addr, path, time.Second)
+		if err == nil {
+			return nil
+		}
+		if !p.Running() {
+			return fmt.Errorf("%s is not running (last probe: %v)", p.Name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s%s: %w (last probe: %v)", addr, path, ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Seed queues one SMS upstream and returns its id.
+func (s *Stack) Seed(m smsapi.SMS) string { return s.API.Seed(m) }
+
+// WaitFinal waits until every SMS in ids has a final status.
+func (s *Stack) WaitFinal(ctx context.Context, ids []string) error {
+	return s.API.WaitFor(ctx, func(v *smsapi.View) bool {
+		for _, id := range ids {
+			if m, ok := v.Get(id); !ok || !m.Status.Final() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Pending lists the ids among ids that are not final yet, for diagnostics.
+func (s *Stack) Pending(ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		if m, ok := s.API.Get(id); !ok || !m.Status.Final() {
+			st := schema.Status(-1)
+			if ok {
+				st = m.Status
+			}
+			out = append(out, id+"="+st.String())
+		}
+	}
+	return out
+}
+
+// Close stops everything. Services get SIGTERM first.
+func (s *Stack) Close() {
+	for _, p := range []*Proc{s.Modem, s.Poller} {
+		if p != nil {
+			_ = p.Stop()
+		}
+	}
+	if s.srv != nil {
+		_ = s.srv.Close()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		_ = s.closers[i].Close()
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
