@@ -95,10 +95,21 @@ func New(cfg Config, up Upstream, q Queue) *Dispatcher {
 	if cfg.MaxQueued <= 0 {
 		cfg.MaxQueued = 2
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		cfg: cfg, up: up, q: q, log: cfg.Log, m: newMetrics(cfg.Reg),
 		wake: make(chan struct{}, 1), inflight: map[string]time.Time{},
 	}
+	if cfg.Reg != nil {
+		cfg.Reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "sms_poller_jobs_in_flight", Help: "Jobs queued by this process and not yet reported.",
+			}, func() float64 { d.mu.Lock(); defer d.mu.Unlock(); return float64(len(d.inflight)) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "sms_poller_oldest_job_age_seconds", Help: "Age of the oldest job in flight.",
+			}, func() float64 { return d.OldestInFlight().Seconds() }),
+		)
+	}
+	return d
 }
 
 // Run runs until ctx ends, then stops claiming, reports the results that are

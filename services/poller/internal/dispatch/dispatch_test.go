@@ -1,0 +1,355 @@
+package dispatch_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/sensorsreport/smsgw/services/devstack/smsapi"
+	"github.com/sensorsreport/smsgw/services/poller/internal/broker"
+	"github.com/sensorsreport/smsgw/services/poller/internal/dispatch"
+	client "github.com/sensorsreport/smsgw/services/poller/internal/smsapi"
+	"github.com/sensorsreport/smsgw/shared/schema"
+)
+
+const provider = "test-gateway"
+
+// rig is the real thing end to end on the poller side: the API stand-in
+// over HTTP, the real client, the real embedded broker; the modem is a
+// plain NATS client with the modem's credentials.
+type rig struct {
+	t     *testing.T
+	api   *smsapi.Server
+	b     *broker.Broker
+	modem *nats.Conn
+	mjs   jetstream.JetStream
+	d     *dispatch.Dispatcher
+	stop  context.CancelFunc
+	done  chan struct{}
+	ready atomic.Bool
+	once  sync.Once
+}
+
+type upstream struct {
+	c *client.Client
+}
+
+func (u upstream) Claim(ctx context.Context, cc string) (*dispatch.Claim, error) {
+	s, err := u.c.Next(ctx, provider, cc)
+	if err == client.ErrNoSMS {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := claim(*s, cc)
+	return &c, nil
+}
+
+func claim(s client.SMS, cc string) dispatch.Claim {
+	c := dispatch.Claim{ID: s.ID, Tenant: s.Tenant, Phone: s.PhoneNumber, Message: s.Message, Country: cc, Timestamp: s.Timestamp, RetryCount: s.RetryCount}
+	if s.TTL != nil {
+		c.TTL = time.Duration(*s.TTL) * time.Minute
+	}
+	return c
+}
+
+func (u upstream) Stranded(ctx context.Context) ([]dispatch.Claim, error) {
+	list, err := u.c.Entrusted(ctx)
+	var out []dispatch.Claim
+	for _, s := range list {
+		out = append(out, claim(s, "RO"))
+	}
+	return out, err
+}
+
+func (u upstream) Report(ctx context.Context, r schema.Result) error {
+	_, err := u.c.Report(ctx, r.SmsID, r.Tenant, client.Update{Status: r.Status, SentAt: r.SentAt, TrackingID: r.TrackingID()})
+	return err
+}
+
+func (upstream) Transient(err error) bool { return client.IsTransient(err) }
+
+func newRig(t *testing.T, maxQueued int) *rig {
+	t.Helper()
+	api := smsapi.New(smsapi.Options{})
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	c, err := client.New(client.Config{BaseURL: srv.URL, Attempts: 2, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.Start(context.Background(), broker.Config{
+		Listen: "127.0.0.1:-1", StoreDir: t.TempDir(), ModemUser: "modem", ModemPassword: "pw", AckWait: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Shutdown)
+	mc, err := nats.Connect(b.ClientURL(), nats.UserInfo("modem", "pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mc.Close)
+	mjs, _ := jetstream.New(mc)
+	d := dispatch.New(dispatch.Config{Countries: []string{"RO"}, PollInterval: 50 * time.Millisecond, MaxQueued: maxQueued, Log: zaptest.NewLogger(t)}, upstream{c}, b)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &rig{t: t, api: api, b: b, modem: mc, mjs: mjs, d: d, stop: cancel, done: make(chan struct{})}
+	go func() { defer close(r.done); _ = d.Run(ctx, 2*time.Second) }()
+	t.Cleanup(func() { cancel(); <-r.done })
+	return r
+}
+
+// heartbeat sets what the fake modem's heartbeat says. Like the real one it
+// repeats, so a dispatcher that subscribes late still hears it.
+func (r *rig) heartbeat(ready bool) {
+	r.ready.Store(ready)
+	r.once.Do(func() {
+		go func() {
+			for {
+				b, _ := json.Marshal(schema.ModemStatus{V: 1, Ready: r.ready.Load(), At: time.Now(), ValidFor: schema.Duration(time.Second)})
+				_ = r.modem.Publish(schema.StatusSubject, b)
+				select {
+				case <-r.done:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}()
+	})
+}
+
+func (r *rig) seed(text string, ttl *int, age time.Duration) string {
+	cc := "RO"
+	return r.api.Seed(smsapi.SMS{PhoneNumber: "+40722000111", Message: text, Tenant: "t1", TTL: ttl, Timestamp: time.Now().Add(-age), CountryCode: &cc})
+}
+
+func (r *rig) wait(what string, cond func(v *smsapi.View) bool) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r.api.WaitFor(ctx, cond); err != nil {
+		r.t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// pull takes the next job as the modem would.
+func (r *rig) pull() (jetstream.Msg, schema.Job) {
+	r.t.Helper()
+	cons, err := r.mjs.Consumer(context.Background(), schema.JobsStream, schema.JobsConsumer)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+	if err != nil {
+		r.t.Fatalf("no job: %v", err)
+	}
+	job, err := schema.Decode[schema.Job](msg.Data())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return msg, job
+}
+
+// finish publishes the modem's result and acks the job, in that order.
+func (r *rig) finish(msg jetstream.Msg, job schema.Job, st schema.Status) {
+	r.t.Helper()
+	res := schema.Result{V: 1, JobID: job.ID, SmsID: job.SmsID, Tenant: job.Tenant, Status: st}
+	if st == schema.StatusSent {
+		res.SentAt, res.References, res.Parts = time.Now().UTC(), []int{7}, 1
+	}
+	b, _ := json.Marshal(res)
+	if _, err := r.mjs.Publish(context.Background(), res.Subject(), b, jetstream.WithMsgID(res.MsgID())); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := msg.DoubleAck(context.Background()); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func status(v *smsapi.View, id string) schema.Status { m, _ := v.Get(id); return m.Status }
+
+func nextCalls(api *smsapi.Server) int {
+	n := 0
+	for _, q := range api.Requests() {
+		if strings.Contains(q.Path, "/provider/next/") {
+			n++
+		}
+	}
+	return n
+}
+
+func TestClaimsOnlyWhileTheModemIsReady(t *testing.T) {
+	r := newRig(t, 2)
+	id := r.seed("hello", nil, 0)
+	// Without a heartbeat nothing is claimed, however long we look: the
+	// stand-in's request log shows no "next" after several poll intervals.
+	r.heartbeat(false)
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if nextCalls(r.api) > 0 {
+			t.Fatal("claimed while the modem said it was not ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.heartbeat(true)
+	r.wait("the claim", func(v *smsapi.View) bool { return status(v, id) == schema.StatusEntrusted })
+	msg, job := r.pull()
+	if job.SmsID != id || job.Message != "hello" || job.Tenant != "t1" || job.ExpiresAt.Sub(job.CreatedAt) != schema.DefaultTTL {
+		t.Fatalf("job = %+v", job)
+	}
+	r.finish(msg, job, schema.StatusSent)
+	r.wait("Sent upstream", func(v *smsapi.View) bool { return status(v, id) == schema.StatusSent })
+	m, _ := r.api.Get(id)
+	if m.TrackingID == nil || *m.TrackingID != "mr:7" || m.SentAt == nil {
+		t.Fatalf("record after Sent: %+v", m)
+	}
+	if ms := r.api.Mistakes(); len(ms) > 0 {
+		t.Fatalf("client mistakes: %v", ms)
+	}
+}
+
+func TestBackPressureLimitsClaims(t *testing.T) {
+	r := newRig(t, 2)
+	var ids []string
+	for i := 0; i < 6; i++ {
+		ids = append(ids, r.seed("m", nil, 0))
+	}
+	r.heartbeat(true)
+	entrusted := func(v *smsapi.View) int {
+		n := 0
+		for _, id := range ids {
+			if status(v, id) == schema.StatusEntrusted {
+				n++
+			}
+		}
+		return n
+	}
+	r.wait("two claims", func(v *smsapi.View) bool { return entrusted(v) == 2 })
+	// The queue is full: more poll intervals pass without a third claim.
+	before := nextCalls(r.api)
+	time.Sleep(300 * time.Millisecond) // several poll intervals; asserting that nothing happens
+	if n, _ := r.b.JobsPending(context.Background()); n != 2 {
+		t.Fatalf("jobs queued = %d, want 2", n)
+	}
+	if after := nextCalls(r.api); after != before {
+		t.Fatalf("claimed %d more while the queue was full", after-before)
+	}
+	// Each finished job lets exactly one more in.
+	for done := 0; done < 6; done++ {
+		msg, job := r.pull()
+		r.finish(msg, job, schema.StatusSent)
+	}
+	r.wait("all Sent", func(v *smsapi.View) bool {
+		for _, id := range ids {
+			if status(v, id) != schema.StatusSent {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestExpiredAtClaimIsReportedWithoutAJob(t *testing.T) {
+	r := newRig(t, 2)
+	id := r.seed("stale", ptr(5), time.Hour)
+	r.heartbeat(true)
+	r.wait("Expired", func(v *smsapi.View) bool { return status(v, id) == schema.StatusExpired })
+	if n, _ := r.b.JobsPending(context.Background()); n != 0 {
+		t.Fatalf("a job was queued for an expired SMS")
+	}
+}
+
+func TestResultsSurviveAnAPIOutage(t *testing.T) {
+	r := newRig(t, 2)
+	id := r.seed("during outage", nil, 0)
+	r.heartbeat(true)
+	r.wait("claim", func(v *smsapi.View) bool { return status(v, id) == schema.StatusEntrusted })
+	msg, job := r.pull()
+	r.api.SetDown(true)
+	r.finish(msg, job, schema.StatusSent)
+	// The result cannot be reported; it must stay in the results stream.
+	r.wait("a failed PATCH", func(v *smsapi.View) bool {
+		for _, q := range v.Requests() {
+			if q.Method == "PATCH" && q.Status == 503 {
+				return true
+			}
+		}
+		return false
+	})
+	st, err := r.b.JetStream().Stream(context.Background(), schema.ResultsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := st.Info(context.Background()); info.State.Msgs != 1 {
+		t.Fatalf("results stream holds %d messages during the outage, want 1", info.State.Msgs)
+	}
+	r.api.SetDown(false)
+	r.wait("Sent after the outage", func(v *smsapi.View) bool { return status(v, id) == schema.StatusSent })
+}
+
+func TestStrandedClaimIsRequeuedAtStart(t *testing.T) {
+	api := smsapi.New(smsapi.Options{})
+	cc := "RO"
+	// A claim a crashed poller made but never queued.
+	id := api.Seed(smsapi.SMS{PhoneNumber: "+40722000111", Message: "stranded", Tenant: "t1", Status: schema.StatusEntrusted, RetryCount: 1, CountryCode: &cc})
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+	c, _ := client.New(client.Config{BaseURL: srv.URL})
+	b, err := broker.Start(context.Background(), broker.Config{Listen: "127.0.0.1:-1", StoreDir: t.TempDir(), ModemUser: "modem", ModemPassword: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown()
+	for run := 0; run < 2; run++ { // a second start must not queue it again
+		d := dispatch.New(dispatch.Config{Countries: []string{"RO"}, PollInterval: time.Hour}, upstream{c}, b)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); _ = d.Run(ctx, time.Second) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			n, _ := b.JobsPending(context.Background())
+			if n == 1 {
+				break
+			}
+			if n > 1 || time.Now().After(deadline) {
+				t.Fatalf("run %d: %d jobs queued, want exactly 1", run, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		<-done
+	}
+	cons, _ := b.JetStream().Consumer(context.Background(), schema.JobsStream, schema.JobsConsumer)
+	msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	job, _ := schema.Decode[schema.Job](msg.Data())
+	if job.SmsID != id || job.ID != schema.JobID(id, 1) {
+		t.Fatalf("requeued job = %+v", job)
+	}
+}
+
+func TestDeadJobBecomesFailed(t *testing.T) {
+	r := newRig(t, 2)
+	id := r.seed("never finished", nil, 0)
+	job := schema.Job{V: 1, ID: schema.JobID(id, 1), SmsID: id, Tenant: "t1", PhoneNumber: "+40722000111", Message: "x"}
+	data, _ := json.Marshal(job)
+	r.api.Seed(smsapi.SMS{}) // unrelated record: the dead job must be matched by id
+	if err := r.d.DeadJob(context.Background(), data); err != nil {
+		t.Fatal(err)
+	}
+	r.wait("Failed", func(v *smsapi.View) bool { return status(v, id) == schema.StatusFailed })
+}
+
+func ptr[T any](v T) *T { return &v }
