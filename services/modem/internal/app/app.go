@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -77,15 +76,18 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	// a send in flight at SIGTERM still needs the port.
 	modemCtx, stopModem := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopModem()
-	var wg sync.WaitGroup
-	wg.Add(2)
+	modemDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(modemDone)
 		if err := modem.Run(modemCtx); err != nil {
 			log.Error("modem parked", zap.Error(err))
 		}
 	}()
-	go func() { defer wg.Done(); heartbeat(modemCtx, nc, modem, log) }()
+	// Heartbeats stop with ctx, not with the modem: a "ready" beat sent
+	// after the "shutting down" one below would let the poller claim work
+	// for a modem that is going away.
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); heartbeat(ctx, nc, modem, log) }()
 
 	s := sender.New(sender.Config{
 		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
@@ -93,11 +95,12 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	}, js, modem, led)
 	err = s.Run(ctx)
 	log.Info("sender stopped; closing")
+	<-hbDone
 	// Tell the poller at once so it stops claiming for us.
 	publishStatus(nc, schema.ModemStatus{V: schema.Version, Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(3 * heartbeatEvery)})
 	_ = nc.Flush()
 	stopModem()
-	wg.Wait()
+	<-modemDone
 	_ = nc.Drain()
 	return err
 }

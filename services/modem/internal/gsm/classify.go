@@ -1,7 +1,6 @@
 package gsm
 
 import (
-	"context"
 	"errors"
 
 	"github.com/sensorsreport/smsgw/services/modem/internal/at"
@@ -46,9 +45,10 @@ func Classify(err error) Class {
 		return classifyCMS(cms.Code)
 	case errors.As(err, &cme):
 		return Transient
-	case errors.Is(err, context.DeadlineExceeded):
-		return Unknown
 	}
+	// Anything else, a bare context error included, stopped Submit before
+	// the PDU was written: the engine marks every later failure with
+	// at.ErrSubmitUnknown.
 	return Transient
 }
 

@@ -229,7 +229,7 @@ func (m *Modem) Run(ctx context.Context) error {
 		m.eng = eng
 		m.mu.Unlock()
 
-		err = m.session(ctx, eng, failures)
+		err = m.session(ctx, eng, &failures)
 		m.setState(StateDisconnected, errString(err))
 		m.mu.Lock()
 		m.eng = nil
@@ -264,19 +264,22 @@ func (m *Modem) portName() string {
 }
 
 // session initialises the modem on an open port and keeps it healthy. It
-// returns when the port has to be reopened.
-func (m *Modem) session(ctx context.Context, eng *at.Engine, failures int) error {
+// returns when the port has to be reopened. failures counts the sessions
+// in a row that ended without the modem becoming ready; session zeroes it
+// once it is, so only a modem that keeps failing is reset.
+func (m *Modem) session(ctx context.Context, eng *at.Engine, failures *int) error {
 	// Drain a boot URC that arrived before this session: init covers it.
 	select {
 	case <-m.reinit:
 	default:
 	}
-	if failures >= 3 {
+	if *failures >= 3 {
 		m.resetModem(ctx, eng)
 	}
 	if err := m.initialise(ctx, eng); err != nil {
 		return err
 	}
+	*failures = 0
 	keep := time.NewTicker(m.cfg.KeepAlive)
 	defer keep.Stop()
 	for {
@@ -356,6 +359,13 @@ func (m *Modem) initialise(ctx context.Context, eng *at.Engine) error {
 		if _, err := cmd(c); err == nil || errors.Is(err, at.ErrClosed) {
 			break
 		}
+	}
+	// Boot-like URCs seen while initialising are covered by this init; most
+	// come from our own PIN entry ("+CPIN: READY", "SMS Ready") and would
+	// otherwise start a second init right after the first.
+	select {
+	case <-m.reinit:
+	default:
 	}
 	m.setState(StateReady, "")
 	return nil
@@ -449,7 +459,9 @@ func (m *Modem) identify(ctx context.Context, eng *at.Engine) {
 func (m *Modem) waitRegistered(ctx context.Context, eng *at.Engine) error {
 	for {
 		stat, err := m.registration(ctx, eng)
-		if err != nil && errors.Is(err, at.ErrClosed) {
+		// A modem that stops answering is not "still searching": hand the
+		// timeout to the caller, which starts recovery.
+		if errors.Is(err, at.ErrClosed) || errors.Is(err, at.ErrTimeout) {
 			return err
 		}
 		if Registered(stat) {

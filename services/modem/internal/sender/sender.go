@@ -44,7 +44,8 @@ type Config struct {
 	// Backoff is the wait before each retry of a part after a transient
 	// error; its length is the retry budget.
 	Backoff []time.Duration
-	// Heartbeat is how often a job in progress is kept alive (AckWait/3).
+	// Heartbeat is how often a job in progress is kept alive; 0 means a
+	// third of the consumer's AckWait, so a long send is never redelivered.
 	Heartbeat time.Duration
 	Log       *zap.Logger
 	Reg       prometheus.Registerer
@@ -61,8 +62,9 @@ type Sender struct {
 	log    *zap.Logger
 	m      metrics
 
-	mu   sync.Mutex
-	cons jetstream.Consumer
+	mu      sync.Mutex
+	cons    jetstream.Consumer
+	ackWait time.Duration
 }
 
 type metrics struct {
@@ -84,9 +86,6 @@ func New(cfg Config, js jetstream.JetStream, m Modem, l *ledger.Ledger) *Sender 
 	}
 	if cfg.SendTimeout <= 0 {
 		cfg.SendTimeout = 120 * time.Second
-	}
-	if cfg.Heartbeat <= 0 {
-		cfg.Heartbeat = 20 * time.Second
 	}
 	if cfg.Backoff == nil {
 		cfg.Backoff = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second}
@@ -156,6 +155,9 @@ func (s *Sender) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, err
 	}
 	s.cons = c
+	if info := c.CachedInfo(); info != nil {
+		s.ackWait = info.Config.AckWait
+	}
 	return c, nil
 }
 
@@ -188,6 +190,11 @@ func (s *Sender) handle(runCtx context.Context, msg jetstream.Msg) {
 	case err == nil && e.State == ledger.Done && e.Result != nil:
 		log.Info("redelivered job already handled; republishing its result", zap.Stringer("status", e.Result.Status))
 		res = *e.Result
+	case err != nil && !errors.Is(err, ledger.ErrNotFound):
+		// Sending without knowing what the ledger says could duplicate.
+		log.Error("ledger unreadable; handing the job back", zap.Error(err))
+		_ = msg.NakWithDelay(10 * time.Second)
+		return
 	case err == nil:
 		log.Warn("redelivered job was interrupted mid-send; reporting Unknown, not resending")
 		res = s.result(job, schema.StatusUnknown, schema.CodeOutcomeUnknown, "interrupted while sending; not resent to avoid a duplicate")
@@ -374,7 +381,7 @@ func (s *Sender) publish(ctx context.Context, r schema.Result) error {
 func (s *Sender) heartbeat(msg jetstream.Msg) (stop func()) {
 	done := make(chan struct{})
 	go func() {
-		t := time.NewTicker(s.cfg.Heartbeat)
+		t := time.NewTicker(s.heartbeatEvery())
 		defer t.Stop()
 		for {
 			select {
@@ -386,6 +393,18 @@ func (s *Sender) heartbeat(msg jetstream.Msg) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
+}
+
+func (s *Sender) heartbeatEvery() time.Duration {
+	if s.cfg.Heartbeat > 0 {
+		return s.cfg.Heartbeat
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ackWait > 0 {
+		return max(s.ackWait/3, 100*time.Millisecond)
+	}
+	return 10 * time.Second
 }
 
 func outcomeLabel(r schema.Result) string {
