@@ -1,0 +1,29 @@
+package app
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestProviderName(t *testing.T) {
+	if got := (Config{Provider: "gw-1", ModemNumber: "+40726369867"}).ProviderName(); got != "gw-1" {
+		t.Errorf("explicit name: %q", got)
+	}
+	// The legacy gateway's name, so its provider record (and its country
+	// codes, which the API never updates) is reused.
+	if got := (Config{ModemNumber: "+40 726-369-867"}).ProviderName(); got != "RaspberryPI-Gateway-40726369867" {
+		t.Errorf("from MODEM_NUMBER: %q", got)
+	}
+	host, _ := os.Hostname()
+	if got := (Config{}).ProviderName(); !strings.HasPrefix(got, "RaspberryPI-Gateway-") || !strings.HasSuffix(got, host) {
+		t.Errorf("from hostname: %q", got)
+	}
+}
+
+func TestCountryCodes(t *testing.T) {
+	got := (Config{Countries: []string{" ro", "GB", "RO", ""}}).CountryCodes()
+	if strings.Join(got, ",") != "RO,GB" {
+		t.Errorf("CountryCodes = %v", got)
+	}
+}
