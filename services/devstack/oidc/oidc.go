@@ -177,7 +177,9 @@ func New(cfg Config) (*Provider, error) {
 	getKey := func(context.Context) (any, error) { return key, nil }
 	strategy := compose.NewOAuth2JWTStrategy(getKey, compose.NewOAuth2HMACStrategy(fcfg), fcfg)
 	oauth := compose.Compose(fcfg, store, strategy,
-		compose.OAuth2ResourceOwnerPasswordCredentialsFactory,
+		// Deprecated in fosite because OAuth 2.1 drops ROPC; Keycloak (and
+		// the gateway's legacy configuration) still use it, so the stand-in must.
+		compose.OAuth2ResourceOwnerPasswordCredentialsFactory, //lint:ignore SA1019 the gateway's real IdP speaks ROPC
 		compose.OAuth2RefreshTokenGrantFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
 	)

@@ -29,7 +29,7 @@ func TestSeptetTablePitfalls(t *testing.T) {
 		r      rune
 		septet uint16
 	}{
-		{'@', inDefault | 0x00},
+		{'@', inDefault}, // septet 0x00
 		{'$', inDefault | 0x02},
 		{'_', inDefault | 0x11},
 		{'¤', inDefault | 0x24},
