@@ -284,6 +284,13 @@ func (s *Sender) send(runCtx, jobCtx context.Context, msg jetstream.Msg, job sch
 				s.m.parts.Inc()
 				break
 			}
+			if errors.Is(err, gsm.ErrNotReady) && ctxAlive(jobCtx) {
+				// Nothing was written: the modem went away between the
+				// readiness check and the send. Wait for it again without
+				// spending the retry budget meant for network refusals.
+				attempt--
+				continue
+			}
 			class := s.modem.Classify(err)
 			log.Warn("part not sent", zap.Int("part", i+1), zap.Int("of", len(parts)), zap.Int("attempt", attempt+1), zap.Error(err))
 			var r schema.Result
@@ -413,6 +420,8 @@ func outcomeLabel(r schema.Result) string {
 	}
 	return "sent"
 }
+
+func ctxAlive(ctx context.Context) bool { return ctx.Err() == nil }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
