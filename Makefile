@@ -11,7 +11,7 @@ MODULES      := shared services/poller services/modem services/devstack
 STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOTESTFLAGS  ?= -race -count=1 -timeout 20m
 
-.PHONY: all build test unit e2e lint fmt vet staticcheck tidy-check demo bench clean help
+.PHONY: all build test unit e2e e2e-docker lint fmt vet staticcheck tidy-check demo bench clean help
 
 all: build
 
@@ -31,6 +31,9 @@ unit: ## unit, contract and integration tests (fuzz seed corpora included), -rac
 
 e2e: build ## end-to-end tests: real binaries against the stand-ins
 	SMSGW_BIN=$(CURDIR)/bin $(GO) test $(GOTESTFLAGS) -tags e2e ./services/devstack/e2e/...
+
+e2e-docker: images ## build the images (no registry needed), run the compose demo profile, restart and kill containers mid-stream
+	$(GO) test -count=1 -timeout 20m -tags e2edocker -run TestCompose ./services/devstack/e2e/...
 
 lint: fmt vet staticcheck tidy-check ## gofmt, go vet, staticcheck, GOWORK=off builds
 

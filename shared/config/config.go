@@ -107,6 +107,11 @@ func LoadFrom[T any](environ map[string]string) (T, error) {
 			merged[k] = v
 		}
 		for k, v := range environ {
+			// An empty variable (compose passes "KEY=" for a blank .env
+			// entry) does not wipe out a value the file sets.
+			if _, inFile := legacy[k]; v == "" && inFile {
+				continue
+			}
 			merged[k] = v
 		}
 		environ = merged

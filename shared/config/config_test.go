@@ -65,7 +65,7 @@ LogFile = sms_gateway.log
 	if err := os.WriteFile(path, []byte(ini), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := LoadFrom[sample](map[string]string{"CONFIG_FILE": path, "KEYCLOAK_USER": "env-user"})
+	c, err := LoadFrom[sample](map[string]string{"CONFIG_FILE": path, "KEYCLOAK_USER": "env-user", "SMS_API_URL": ""})
 	if err != nil {
 		t.Fatal(err)
 	}
