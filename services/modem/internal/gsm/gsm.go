@@ -20,6 +20,7 @@ import (
 
 	"github.com/sensorsreport/smsgw/services/modem/internal/at"
 	"github.com/sensorsreport/smsgw/services/modem/internal/device"
+	"github.com/sensorsreport/smsgw/shared/backoff"
 )
 
 // Errors that describe the modem rather than one SMS.
@@ -248,7 +249,7 @@ func (m *Modem) Run(ctx context.Context) error {
 			failures++
 			m.m.reconnects.Inc()
 			m.log.Warn("modem session ended; reopening the port", zap.Error(err), zap.Int("consecutive", failures))
-			if !sleepCtx(ctx, min(time.Duration(failures)*500*time.Millisecond, 10*time.Second)) {
+			if !backoff.Sleep(ctx, min(time.Duration(failures)*500*time.Millisecond, 10*time.Second)) {
 				return nil
 			}
 		}
@@ -429,7 +430,7 @@ func (m *Modem) unlockSIM(ctx context.Context, eng *at.Engine) error {
 			return fmt.Errorf("SIM not ready: %q", state)
 		}
 		m.update(func(s *Status) { s.SIM = state })
-		if !sleepCtx(ctx, time.Second) {
+		if !backoff.Sleep(ctx, time.Second) {
 			return ctx.Err()
 		}
 	}
@@ -641,17 +642,6 @@ func field(lines []string, prefix string, idx int) string {
 		return ""
 	}
 	return ""
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 func errString(err error) string {

@@ -22,6 +22,7 @@ import (
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
 	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
 	"github.com/sensorsreport/smsgw/services/modem/internal/pdu"
+	"github.com/sensorsreport/smsgw/shared/backoff"
 	"github.com/sensorsreport/smsgw/shared/logging"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -111,7 +112,7 @@ func New(cfg Config, js jetstream.JetStream, m Modem, l *ledger.Ledger) *Sender 
 // Run pulls and handles jobs until ctx ends. A job in flight when ctx ends
 // is finished (bounded by SendTimeout), reported and acked before Run returns.
 func (s *Sender) Run(ctx context.Context) error {
-	backoff := newBackoff(200*time.Millisecond, 5*time.Second)
+	retry := backoff.New(200*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		if err := s.modem.WaitReady(ctx); err != nil {
 			break
@@ -119,7 +120,7 @@ func (s *Sender) Run(ctx context.Context) error {
 		cons, err := s.consumer(ctx)
 		if err != nil {
 			s.log.Debug("jobs consumer not available yet", zap.Error(err))
-			backoff.wait(ctx)
+			retry.Wait(ctx)
 			continue
 		}
 		nctx, ncancel := context.WithTimeout(ctx, 5*time.Second)
@@ -133,10 +134,10 @@ func (s *Sender) Run(ctx context.Context) error {
 				s.resetConsumer()
 			}
 			s.log.Debug("pull job", zap.Error(err))
-			backoff.wait(ctx)
+			retry.Wait(ctx)
 			continue
 		}
-		backoff.reset()
+		retry.Reset()
 		// The job's own context outlives ctx: a send that started is
 		// finished and acknowledged, bounded by SendTimeout.
 		s.handle(ctx, msg)
@@ -301,7 +302,7 @@ func (s *Sender) send(runCtx, jobCtx context.Context, msg jetstream.Msg, job sch
 				r = s.result(job, schema.StatusFailed, schema.CodeModemRejected, err.Error())
 			case attempt >= len(s.cfg.Backoff):
 				r = s.result(job, schema.StatusFailed, schema.CodeRetriesExceeded, err.Error())
-			case !sleepCtx(jobCtx, s.cfg.Backoff[attempt]):
+			case !backoff.Sleep(jobCtx, s.cfg.Backoff[attempt]):
 				r = s.result(job, schema.StatusFailed, schema.CodeRetriesExceeded, "gave up at the send deadline: "+err.Error())
 			default:
 				continue
@@ -369,7 +370,7 @@ func (s *Sender) publish(ctx context.Context, r schema.Result) error {
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	b := newBackoff(100*time.Millisecond, 3*time.Second)
+	b := backoff.New(100*time.Millisecond, 3*time.Second)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := s.js.Publish(pctx, r.Subject(), data, jetstream.WithMsgID(r.MsgID()), jetstream.WithExpectStream(schema.ResultsStream))
@@ -378,7 +379,7 @@ func (s *Sender) publish(ctx context.Context, r schema.Result) error {
 			return nil
 		}
 		s.log.Debug("publish result", zap.Error(err))
-		if !b.wait(ctx) {
+		if !b.Wait(ctx) {
 			return fmt.Errorf("publish result: %w", err)
 		}
 	}
@@ -422,27 +423,3 @@ func outcomeLabel(r schema.Result) string {
 }
 
 func ctxAlive(ctx context.Context) bool { return ctx.Err() == nil }
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// backoff is exponential with full jitter.
-type backoff struct{ min, max, cur time.Duration }
-
-func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max, cur: min} }
-
-func (b *backoff) reset() { b.cur = b.min }
-
-func (b *backoff) wait(ctx context.Context) bool {
-	d := b.cur/2 + time.Duration(rand.Int64N(int64(b.cur/2)+1))
-	b.cur = min(b.cur*2, b.max)
-	return sleepCtx(ctx, d)
-}

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/sensorsreport/smsgw/shared/backoff"
 	"github.com/sensorsreport/smsgw/shared/logging"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -214,7 +214,7 @@ func (d *Dispatcher) wait(ctx context.Context, dur time.Duration) bool {
 // already done is absorbed by the stream's dedup window (and the modem's
 // ledger behind it); only a claim lost in a crash becomes a new job.
 func (d *Dispatcher) requeueStranded(ctx context.Context) {
-	b := newBackoff(time.Second, 30*time.Second)
+	b := backoff.New(time.Second, 30*time.Second)
 	for {
 		claims, err := d.up.Stranded(ctx)
 		d.apiResult(err)
@@ -228,14 +228,14 @@ func (d *Dispatcher) requeueStranded(ctx context.Context) {
 			return
 		}
 		d.log.Warn("cannot list Entrusted SMS; retrying", zap.Error(err))
-		if !b.wait(ctx) {
+		if !b.Wait(ctx) {
 			return
 		}
 	}
 }
 
 func (d *Dispatcher) claimLoop(ctx context.Context) {
-	errWait := newBackoff(time.Second, time.Minute)
+	errWait := backoff.New(time.Second, time.Minute)
 	next := 0 // round-robin start, so one busy country cannot starve another
 	for ctx.Err() == nil {
 		if err := d.ModemReady(); err != nil {
@@ -258,13 +258,13 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 		claimed, err := d.claimOne(ctx, &next)
 		switch {
 		case err != nil:
-			if !errWait.wait(ctx) {
+			if !errWait.Wait(ctx) {
 				return
 			}
 		case claimed:
-			errWait.reset() // work exists: claim again at once
+			errWait.Reset() // work exists: claim again at once
 		default:
-			errWait.reset()
+			errWait.Reset()
 			d.wait(ctx, d.cfg.PollInterval)
 		}
 	}
@@ -340,7 +340,7 @@ func (d *Dispatcher) publish(ctx context.Context, subject, msgID string, v any, 
 	if err != nil {
 		return err
 	}
-	b := newBackoff(50*time.Millisecond, 2*time.Second)
+	b := backoff.New(50*time.Millisecond, 2*time.Second)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err = d.q.JetStream().Publish(pctx, subject, data, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(stream))
@@ -349,7 +349,7 @@ func (d *Dispatcher) publish(ctx context.Context, subject, msgID string, v any, 
 			return nil
 		}
 		d.log.Warn("publish failed; retrying", zap.String("subject", subject), zap.Error(err))
-		if !b.wait(ctx) {
+		if !b.Wait(ctx) {
 			return err
 		}
 	}
@@ -366,7 +366,7 @@ func (d *Dispatcher) reportLoop(ctx context.Context, drain time.Duration) {
 			break
 		}
 		d.log.Warn("results consumer not available", zap.Error(err))
-		if !sleepCtx(ctx, time.Second) {
+		if !backoff.Sleep(ctx, time.Second) {
 			return
 		}
 	}
@@ -398,7 +398,7 @@ func (d *Dispatcher) reportLoop(ctx context.Context, drain time.Duration) {
 			}
 			if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) && workCtx.Err() == nil {
 				d.log.Warn("pull results", zap.Error(err))
-				sleepCtx(workCtx, time.Second)
+				backoff.Sleep(workCtx, time.Second)
 			}
 			continue
 		}
@@ -477,29 +477,6 @@ func (d *Dispatcher) DeadJob(ctx context.Context, data []byte) error {
 		Status: schema.StatusFailed, Code: schema.CodeMaxDeliveries, Reason: "the modem never finished this job"}
 	d.log.Warn("job exhausted its deliveries; reporting Failed", zap.String("job", job.ID))
 	return d.publish(ctx, r.Subject(), r.MsgID(), r, schema.ResultsStream)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-type backoff struct{ min, max, cur time.Duration }
-
-func newBackoff(min, max time.Duration) *backoff { return &backoff{min: min, max: max, cur: min} }
-
-func (b *backoff) reset() { b.cur = b.min }
-
-func (b *backoff) wait(ctx context.Context) bool {
-	d := b.cur/2 + time.Duration(rand.Int64N(int64(b.cur/2)+1))
-	b.cur = min(b.cur*2, b.max)
-	return sleepCtx(ctx, d)
 }
 
 func boolGauge(b bool) float64 {
