@@ -266,15 +266,21 @@ func waitHTTP(ctx context.Context, addr, path string, p *Proc) error {
 // Seed queues one SMS upstream and returns its id.
 func (s *Stack) Seed(m smsapi.SMS) string { return s.API.Seed(m) }
 
-// WaitFinal waits until every SMS in ids has a final status.
+// WaitFinal waits until every SMS in ids has a final status. It checks
+// each record once per state change and forgets the finished ones, so a
+// large batch does not slow the API it is watching.
 func (s *Stack) WaitFinal(ctx context.Context, ids []string) error {
+	remaining := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		remaining[strings.ToLower(id)] = true
+	}
 	return s.API.WaitFor(ctx, func(v *smsapi.View) bool {
-		for _, id := range ids {
-			if m, ok := v.Get(id); !ok || !m.Status.Final() {
-				return false
+		for _, m := range v.All() {
+			if remaining[m.ID] && m.Status.Final() {
+				delete(remaining, m.ID)
 			}
 		}
-		return true
+		return len(remaining) == 0
 	})
 }
 

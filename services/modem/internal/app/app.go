@@ -23,7 +23,10 @@ import (
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
 
-const heartbeatEvery = time.Second
+// heartbeatEvery paces the modem's status beat when nothing changes; a
+// state change or a broker reconnect sends one at once. Each beat is valid
+// for three periods. Fewer beats mean fewer wake-ups on an idle Pi.
+const heartbeatEvery = 10 * time.Second
 
 // NewModem builds the modem lifecycle from the configuration.
 func NewModem(cfg Config, log *zap.Logger, hs *health.Server) *gsm.Modem {
@@ -62,7 +65,8 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 		log.Info("pruned old ledger entries", zap.Int("count", n))
 	}
 
-	nc, err := connect(cfg, log)
+	reconnected := make(chan struct{}, 1)
+	nc, err := connect(cfg, log, reconnected)
 	if err != nil {
 		return err
 	}
@@ -87,7 +91,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	// after the "shutting down" one below would let the poller claim work
 	// for a modem that is going away.
 	hbDone := make(chan struct{})
-	go func() { defer close(hbDone); heartbeat(ctx, nc, modem, log) }()
+	go func() { defer close(hbDone); heartbeat(ctx, nc, modem, reconnected) }()
 
 	s := sender.New(sender.Config{
 		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
@@ -97,7 +101,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	log.Info("sender stopped; closing")
 	<-hbDone
 	// Tell the poller at once so it stops claiming for us.
-	publishStatus(nc, schema.ModemStatus{V: schema.Version, Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(3 * heartbeatEvery)})
+	publishStatus(nc, schema.ModemStatus{V: schema.Version, Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(heartbeatEvery)})
 	_ = nc.Flush()
 	stopModem()
 	<-modemDone
@@ -105,7 +109,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	return err
 }
 
-func connect(cfg Config, log *zap.Logger) (*nats.Conn, error) {
+func connect(cfg Config, log *zap.Logger, reconnected chan<- struct{}) (*nats.Conn, error) {
 	nlog := log.Named("nats")
 	nc, err := nats.Connect(cfg.NATSURL,
 		nats.Name("sms-modem"),
@@ -119,7 +123,13 @@ func connect(cfg Config, log *zap.Logger) (*nats.Conn, error) {
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			nlog.Warn("broker connection lost; reconnecting", zap.Error(err))
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { nlog.Info("broker reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			nlog.Info("broker reconnected", zap.String("url", c.ConnectedUrlRedacted()))
+			select { // a restarted poller learns our state at once
+			case reconnected <- struct{}{}:
+			default:
+			}
+		}),
 		nats.ClosedHandler(func(*nats.Conn) { nlog.Info("broker connection closed") }),
 	)
 	if err != nil {
@@ -128,16 +138,18 @@ func connect(cfg Config, log *zap.Logger) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// heartbeat tells the poller whether it may claim work for us.
-func heartbeat(ctx context.Context, nc *nats.Conn, m *gsm.Modem, log *zap.Logger) {
+// heartbeat tells the poller whether it may claim work for us: at once on
+// every state change and reconnect, and every heartbeatEvery otherwise.
+func heartbeat(ctx context.Context, nc *nats.Conn, m *gsm.Modem, reconnected <-chan struct{}) {
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
 	for {
+		changed := m.Changed()
 		st := m.Status()
 		hb := schema.ModemStatus{
 			V: schema.Version, Ready: st.State == gsm.StateReady, Reason: string(st.State),
 			Operator: st.Operator, Signal: st.Signal, IMEI: st.IMEI, At: time.Now().UTC(),
-			ValidFor: schema.Duration(4 * heartbeatEvery),
+			ValidFor: schema.Duration(3 * heartbeatEvery),
 		}
 		if st.Reason != "" {
 			hb.Reason += ": " + st.Reason
@@ -147,6 +159,8 @@ func heartbeat(ctx context.Context, nc *nats.Conn, m *gsm.Modem, log *zap.Logger
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-changed:
+		case <-reconnected:
 		}
 	}
 }

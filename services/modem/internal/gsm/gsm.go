@@ -98,6 +98,7 @@ type Modem struct {
 	eng     *at.Engine
 	closer  func()        // set by Probe
 	readyCh chan struct{} // closed while ready
+	changed chan struct{} // closed and replaced on every state change
 
 	kick   chan struct{} // a send saw the modem misbehave: recover
 	reinit chan string   // a boot URC: settings are gone
@@ -124,6 +125,7 @@ func New(cfg Config, opener *device.Opener) *Modem {
 		cfg: cfg, opener: opener, log: cfg.Log,
 		m:       newMetrics(cfg.Reg),
 		readyCh: make(chan struct{}),
+		changed: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		reinit:  make(chan string, 1),
 	}
@@ -163,6 +165,13 @@ func (m *Modem) Healthy(grace time.Duration) error {
 	return nil
 }
 
+// Changed returns a channel that is closed at the next state change.
+func (m *Modem) Changed() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changed
+}
+
 // WaitReady blocks until the modem is ready or ctx ends.
 func (m *Modem) WaitReady(ctx context.Context) error {
 	for {
@@ -188,6 +197,8 @@ func (m *Modem) setState(s State, reason string) {
 	}
 	was := m.status.State
 	m.status.State, m.status.Reason, m.status.Since = s, reason, time.Now()
+	close(m.changed)
+	m.changed = make(chan struct{})
 	if s == StateReady && was != StateReady {
 		close(m.readyCh)
 	} else if s != StateReady && was == StateReady {
