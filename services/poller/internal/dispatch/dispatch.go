@@ -381,7 +381,7 @@ func (d *Dispatcher) reportLoop(ctx context.Context, drain time.Duration) {
 		time.AfterFunc(drain, cancel)
 	}()
 	for workCtx.Err() == nil {
-		wait := 5 * time.Second
+		wait := 30 * time.Second // a result ends the wait at once; a long pull keeps an idle Pi quiet
 		select {
 		case <-stopped:
 			wait = 300 * time.Millisecond
