@@ -11,7 +11,11 @@ import (
 	"syscall"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/sensorsreport/smsgw/shared/config"
 	"github.com/sensorsreport/smsgw/shared/health"
+	"github.com/sensorsreport/smsgw/shared/logging"
 )
 
 // Version is stamped at build time with -ldflags "-X .../shared/cli.Version=...".
@@ -35,5 +39,34 @@ func Healthcheck(w io.Writer, def string, path string) int {
 		return 1
 	}
 	fmt.Fprintln(w, "healthy")
+	return 0
+}
+
+// Logged is a service configuration that says how to log.
+type Logged interface{ Logging() (level, format string) }
+
+// Run loads T from the environment (and a legacy CONFIG_FILE), builds the
+// logger and calls fn with a context that SIGINT and SIGTERM cancel. It
+// returns the process exit code: 2 for unusable configuration, 1 when fn
+// failed other than by being stopped, 0 otherwise.
+func Run[T Logged](name string, fn func(ctx context.Context, cfg T, log *zap.Logger) error) int {
+	cfg, err := config.Load[T]()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log, err := logging.New(cfg.Logging())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	defer logging.Sync(log)
+	ctx, stop := SignalContext()
+	defer stop()
+	if err := fn(ctx, cfg, log); err != nil && ctx.Err() == nil {
+		log.Error(name+" failed", zap.Error(err))
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		return 1
+	}
 	return 0
 }

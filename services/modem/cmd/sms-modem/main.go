@@ -3,13 +3,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
+	"go.uber.org/zap"
+
 	"github.com/sensorsreport/smsgw/services/modem/internal/app"
 	"github.com/sensorsreport/smsgw/shared/cli"
-	"github.com/sensorsreport/smsgw/shared/config"
-	"github.com/sensorsreport/smsgw/shared/logging"
 )
 
 const usage = `usage: sms-modem [command]
@@ -41,33 +42,21 @@ func run(args []string) int {
 	case "healthcheck":
 		return cli.Healthcheck(os.Stdout, ":8081", "/healthz")
 	}
-	cfg, err := config.Load[app.Config]()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	log, err := logging.New(cfg.LogLevel, cfg.LogFormat)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	defer logging.Sync(log)
-	ctx, stop := cli.SignalContext()
-	defer stop()
+	var fn func(ctx context.Context, cfg app.Config, log *zap.Logger) error
 	switch {
 	case cmd == "":
-		err = app.Run(ctx, cfg, log)
+		fn = app.Run
 	case cmd == "diag":
-		err = app.Diag(ctx, cfg, log, os.Stdout)
+		fn = func(ctx context.Context, cfg app.Config, log *zap.Logger) error {
+			return app.Diag(ctx, cfg, log, os.Stdout)
+		}
 	case cmd == "send" && len(args) == 3:
-		err = app.Send(ctx, cfg, log, os.Stdout, args[1], args[2])
+		fn = func(ctx context.Context, cfg app.Config, log *zap.Logger) error {
+			return app.Send(ctx, cfg, log, os.Stdout, args[1], args[2])
+		}
 	default:
 		fmt.Fprint(os.Stderr, usage)
 		return 2
 	}
-	if err != nil && ctx.Err() == nil {
-		fmt.Fprintln(os.Stderr, "sms-modem:", err)
-		return 1
-	}
-	return 0
+	return cli.Run("sms-modem", fn)
 }

@@ -27,3 +27,6 @@ type Config struct {
 	// (and so the container's health) turns red.
 	UnreadyGrace config.Duration `env:"MODEM_UNREADY_GRACE" envDefault:"2m"`
 }
+
+// Logging implements cli.Logged.
+func (c Config) Logging() (level, format string) { return c.LogLevel, c.LogFormat }

@@ -10,9 +10,6 @@ import (
 
 	"github.com/sensorsreport/smsgw/services/poller/internal/app"
 	"github.com/sensorsreport/smsgw/shared/cli"
-	"github.com/sensorsreport/smsgw/shared/config"
-	"github.com/sensorsreport/smsgw/shared/logging"
-	"go.uber.org/zap"
 )
 
 const usage = `usage: sms-poller [command]
@@ -43,22 +40,5 @@ func run(args []string) int {
 			return 2
 		}
 	}
-	cfg, err := config.Load[app.Config]()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	log, err := logging.New(cfg.LogLevel, cfg.LogFormat)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	defer logging.Sync(log)
-	ctx, stop := cli.SignalContext()
-	defer stop()
-	if err := app.Run(ctx, cfg, log); err != nil {
-		log.Error("sms-poller failed", zap.Error(err))
-		return 1
-	}
-	return 0
+	return cli.Run("sms-poller", app.Run)
 }

@@ -76,3 +76,6 @@ func (c Config) CountryCodes() []string {
 	}
 	return out
 }
+
+// Logging implements cli.Logged.
+func (c Config) Logging() (level, format string) { return c.LogLevel, c.LogFormat }
