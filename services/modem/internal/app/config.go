@@ -23,6 +23,11 @@ type Config struct {
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxParts  int             `env:"MODEM_MAX_PARTS" envDefault:"10"`
 	KeepAlive config.Duration `env:"MODEM_KEEPALIVE" envDefault:"30s"`
+	// LedgerRetention is how long a sent SMS is remembered, so that a
+	// later claim of it (the API re-queues after its trust timeout, 30 min
+	// by default) is answered instead of sent again. An entry also stays
+	// at least an hour past its SMS's own expiry.
+	LedgerRetention config.Duration `env:"LEDGER_RETENTION" envDefault:"24h"`
 	// UnreadyGrace is how long the modem may be not ready before /healthz
 	// (and so the container's health) turns red.
 	UnreadyGrace config.Duration `env:"MODEM_UNREADY_GRACE" envDefault:"2m"`
