@@ -171,7 +171,9 @@ func sameSet(a, b []string) bool {
 // GET {prefix}/provider/next/{provider}/{CC}. The claim is destructive: the
 // server has already marked the SMS Entrusted, set SentAt and counted a
 // retry, so the caller owns it and must report it. An empty queue returns
-// ErrNoSMS.
+// ErrNoSMS. An answer that is a JSON object with a readable Id but fields
+// that do not decode, or no Tenant, returns a *ClaimError; any other
+// unreadable answer a plain ErrBadResponse.
 func (c *Client) Next(ctx context.Context, providerName, cc string) (*SMS, error) {
 	body, err := c.do(ctx, call{
 		endpoint: "next", method: http.MethodGet,
@@ -185,9 +187,16 @@ func (c *Client) Next(ctx context.Context, providerName, cc string) (*SMS, error
 		return nil, fmt.Errorf("claim sms: %w", err)
 	}
 	s, err := decodeSMS(body)
+	if err == nil && s.Tenant == "" {
+		// Every by-id call needs the SMS's tenant (§5.4).
+		err = fmt.Errorf("%w: empty Tenant", ErrBadResponse)
+	}
 	if err != nil {
-		// The SMS is claimed upstream but unusable; the trust timeout or
-		// its TTL will end it there.
+		// The SMS is claimed upstream but unusable: hand out what can be
+		// read so it can be reported Failed at once.
+		if id, tenant, ok := claimKeys(body); ok {
+			err = &ClaimError{ID: id, Tenant: tenant, Err: err}
+		}
 		return nil, fmt.Errorf("claim sms: %w", err)
 	}
 	c.log.Debug("claimed sms", zap.String("id", s.ID), zap.String("tenant", s.Tenant),

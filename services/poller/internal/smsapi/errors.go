@@ -57,6 +57,22 @@ func (e *APIError) Temporary() bool {
 	return e.Status >= 500 || e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooManyRequests
 }
 
+// ClaimError is a claim whose answer names an SMS the gateway cannot use:
+// a JSON object whose fields do not decode, or one without a Tenant. The
+// SMS is Entrusted to this gateway upstream, so the caller should report it
+// Failed at once with ID and Tenant, which were read leniently (Tenant may
+// be empty). Err wraps ErrBadResponse.
+type ClaimError struct {
+	ID, Tenant string
+	Err        error
+}
+
+func (e *ClaimError) Error() string {
+	return fmt.Sprintf("sms %s (tenant %q) cannot be used: %v", e.ID, e.Tenant, e.Err)
+}
+
+func (e *ClaimError) Unwrap() error { return e.Err }
+
 // IsTransient reports whether err is worth retrying later: network
 // failures and temporary HTTP statuses.
 func IsTransient(err error) bool {
