@@ -51,10 +51,18 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// Temporary reports whether retrying the same call may succeed: 5xx, 408
-// and 429. Every other 4xx is permanent.
+// Temporary reports whether retrying the same call may succeed: 5xx, 408,
+// 429, and 401 and 403, which mean the token (or the identity provider
+// behind it) is at fault, not the call: a result must not be dropped for
+// them while the SMS may still be Entrusted. Every other 4xx is permanent.
 func (e *APIError) Temporary() bool {
-	return e.Status >= 500 || e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooManyRequests
+	return e.Status >= 500 || e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooManyRequests ||
+		e.tokenRefused()
+}
+
+// tokenRefused is an answer that a fresh token may turn around.
+func (e *APIError) tokenRefused() bool {
+	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
 }
 
 // ClaimError is a claim whose answer names an SMS the gateway cannot use:
