@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	standin "github.com/sensorsreport/smsgw/services/devstack/smsapi"
 )
@@ -75,5 +77,56 @@ func TestNextUnusableClaim(t *testing.T) {
 				t.Errorf("%d requests; an unusable answer must not be retried", n)
 			}
 		})
+	}
+}
+
+// Every answer's Date header reaches ServerTime with the send and receive
+// instants around it, error answers included; none without a valid Date.
+func TestServerTime(t *testing.T) {
+	type obs struct{ date, sent, received time.Time }
+	var got []obs
+	hook := func(date, sent, received time.Time) { got = append(got, obs{date, sent, received}) }
+	var badDate atomic.Bool
+	dateMW := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if badDate.Load() {
+				w.Header()["Date"] = []string{"yesterday"}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	r := newRig(t, standin.Options{}, Config{ServerTime: hook}, dateMW)
+	ctx := t.Context()
+	id := r.api.Seed(alarm("t"))
+	if err := r.c.Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.c.Next(ctx, gateway, "RO"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.c.Next(ctx, gateway, "RO"); !errors.Is(err, ErrNoSMS) { // a 404
+		t.Fatal(err)
+	}
+	if _, err := r.c.Report(ctx, id, "other", Update{Status: 2}); err == nil { // another 404
+		t.Fatal("report with the wrong tenant succeeded")
+	}
+	if len(got) != 4 {
+		t.Fatalf("ServerTime called %d times for 4 answers", len(got))
+	}
+	for i, o := range got {
+		// Date has whole seconds: it lies in [sent-1s, received].
+		if o.received.Before(o.sent) || o.date.Before(o.sent.Add(-time.Second)) || o.date.After(o.received) {
+			t.Errorf("call %d: date %v outside [%v, %v]", i, o.date, o.sent, o.received)
+		}
+		if o.sent == o.sent.Round(0) || o.received == o.received.Round(0) {
+			t.Errorf("call %d: send or receive instant lost its monotonic reading", i)
+		}
+	}
+	badDate.Store(true)
+	if err := r.c.Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 {
+		t.Errorf("ServerTime called for an unparseable Date")
 	}
 }

@@ -5,7 +5,8 @@
 // response, a 404 from "next" read as an empty queue, and every error body
 // shape turned into one typed *APIError. Transient failures (network, 5xx,
 // 408, 429, and 401/403 after the token is renewed) are retried inside each
-// call with shared/backoff; permanent ones return at once.
+// call with shared/backoff; permanent ones return at once. Every answer's
+// Date header is handed to Config.ServerTime.
 package smsapi
 
 import (
@@ -46,6 +47,10 @@ type Config struct {
 	// retried at once, once, with whatever Token returns next, and after
 	// that with the normal back-off: 401 and 403 are transient.
 	TokenRejected func(token string)
+	// ServerTime is called for every response whose Date header parses
+	// (http.ParseTime), with the instants the request was sent and its
+	// answer's headers received (time.Now, monotonic reading kept).
+	ServerTime func(date, sent, received time.Time)
 	// Attempts bounds tries per call for transient failures (default 4).
 	Attempts int
 	// BaseDelay and MaxDelay shape the back-off (defaults 500 ms, 15 s).
@@ -397,6 +402,12 @@ func (c *Client) attempt(ctx context.Context, cl call, payload []byte) (_ []byte
 	resp, err := c.cfg.HTTPClient.Do(req)
 	var body []byte
 	if err == nil {
+		if c.cfg.ServerTime != nil {
+			received := time.Now()
+			if date, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
+				c.cfg.ServerTime(date, start, received)
+			}
+		}
 		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		_ = resp.Body.Close()
 	}
