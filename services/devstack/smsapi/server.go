@@ -47,6 +47,11 @@ type Options struct {
 	// Verify checks a bearer token; requests are served either way and
 	// recorded as Authorized or not.
 	Verify func(token string) error
+	// RequireToken answers 401 with an empty body and WWW-Authenticate:
+	// Bearer to every API request (not /health or /version) whose bearer
+	// token Verify does not accept, like the API behind a gateway that
+	// enforces authentication. The real API itself enforces none (§1.2).
+	RequireToken bool
 	// ResetWhenDown makes an outage (SetDown) reset connections instead of
 	// answering 503 with an empty body.
 	ResetWhenDown bool
@@ -194,6 +199,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sw.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
+	if s.opts.RequireToken && !authorized && !open(r.URL.Path) {
+		sw.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		sw.WriteHeader(http.StatusUnauthorized)
+		return
+	}
 	c := &call{s: s, w: sw, r: r, body: body, tenant: req.Tenant}
 	for _, h := range []string{"X-Tenant", "X-Tenant-Id"} {
 		if r.Header.Get(h) != "" {
@@ -201,6 +211,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.route(c)
+}
+
+// open reports the paths served without a token under RequireToken.
+func open(path string) bool {
+	path = strings.TrimSuffix(path, "/")
+	return strings.EqualFold(path, "/health") || strings.EqualFold(path, "/health/ready") || strings.EqualFold(path, "/version")
 }
 
 // resetConn drops the connection without a response, as a crashed pod or

@@ -597,6 +597,30 @@ func TestVerifyMarksRequestsButServesAll(t *testing.T) {
 	}
 }
 
+func TestRequireTokenAnswers401(t *testing.T) {
+	s, ts := start(t, Options{RequireToken: true, Verify: func(tok string) error {
+		if tok != "good" {
+			return context.DeadlineExceeded
+		}
+		return nil
+	}})
+	id := s.Seed(alarm("t"))
+	send(t, ts, "GET", "/health", "").expect(t, 200, "Healthy")
+	send(t, ts, "GET", "/version", "").expect(t, 200, Version)
+	r := send(t, ts, "PATCH", "/api/sms/"+id, `{"Status":2}`, "NGSILD-Tenant", "t", "Authorization", "Bearer bad")
+	r.expect(t, 401, "")
+	if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
+		t.Errorf("WWW-Authenticate %q", r.header.Get("WWW-Authenticate"))
+	}
+	send(t, ts, "GET", "/api/provider/next/gw/RO", "").expect(t, 401, "")
+	if m, _ := s.Get(id); m.Status != schema.StatusPending {
+		t.Fatalf("a refused PATCH changed the record: %+v", m)
+	}
+	if r := send(t, ts, "PATCH", "/api/sms/"+id, `{"Status":2}`, "NGSILD-Tenant", "t", "Authorization", "Bearer good"); r.status != 200 {
+		t.Fatalf("with a good token: %d %s", r.status, r.body)
+	}
+}
+
 func TestDevEndpoints(t *testing.T) {
 	s, ts := start(t, Options{DevEndpoints: true})
 	r := send(t, ts, "POST", "/_devstack/sms", `{"Tenant":"t","PhoneNumber":"+12015550123","Message":"m","Ttl":5}`)

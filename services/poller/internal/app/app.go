@@ -54,7 +54,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	}
 	apiCfg := smsapi.Config{BaseURL: cfg.APIURL, Prefix: cfg.APIPrefix, Logger: log.Named("api"), Registerer: hs.Registry}
 	if tokens != nil {
-		apiCfg.Token = tokens.Token
+		apiCfg.Token, apiCfg.TokenRejected = tokens.Token, tokens.Invalidate
 	}
 	api, err := smsapi.New(apiCfg)
 	if err != nil {

@@ -208,17 +208,12 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 	}
 }
 
-// Invalidate drops the current access token, e.g. after a 401 from the API,
-// so the next Token call refreshes. It does not cut a running back-off short.
-func (s *Source) Invalidate() {
-	s.mu.Lock()
-	s.invalid = true
-	s.mu.Unlock()
-}
-
-// invalidate drops tok only if it is still current, so a 401 for a token
-// that was already replaced does not discard its successor.
-func (s *Source) invalidate(tok string) {
+// Invalidate tells the source that the API refused tok (a 401 or 403), so
+// the next Token call fetches a new one: a refresh, or a fresh login when
+// the refresh is refused. A tok that is no longer current changes nothing,
+// so a late refusal cannot discard its successor. Like every fetch, the new
+// one is single-flight and waits out a running back-off.
+func (s *Source) Invalidate(tok string) {
 	s.mu.Lock()
 	if s.tok != nil && s.tok.AccessToken == tok {
 		s.invalid = true
@@ -413,37 +408,4 @@ func parseDiscovery(body []byte) (string, error) {
 		return "", fmt.Errorf("token_endpoint: %w", err)
 	}
 	return doc.TokenEndpoint, nil
-}
-
-// Transport returns a RoundTripper that authorises every request with the
-// current token. Without a token the request is not sent and the error wraps
-// ErrNoToken. A 401 answer invalidates the token that was sent; retrying is
-// the caller's business.
-func (s *Source) Transport(base http.RoundTripper) http.RoundTripper {
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	return &transport{src: s, base: base}
-}
-
-type transport struct {
-	src  *Source
-	base http.RoundTripper
-}
-
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	tok, err := t.src.Token(req.Context())
-	if err != nil {
-		if req.Body != nil {
-			req.Body.Close() // RoundTrippers must close the body, even on error
-		}
-		return nil, err
-	}
-	r := req.Clone(req.Context())
-	r.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := t.base.RoundTrip(r)
-	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		t.src.invalidate(tok)
-	}
-	return resp, err
 }

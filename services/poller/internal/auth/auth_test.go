@@ -508,7 +508,7 @@ func TestConcurrentCallersShareOneFetch(t *testing.T) {
 	if st := d.p.Stats(); st.PasswordGrants != 1 || st.RefreshGrants != 0 {
 		t.Fatalf("after login: stats %+v", st)
 	}
-	h.src.Invalidate()
+	h.src.Invalidate(tok1)
 	tok2 := round(t)
 	if st := d.p.Stats(); st.PasswordGrants != 1 || st.RefreshGrants != 1 || st.Failures != 0 {
 		t.Fatalf("after refresh: stats %+v", st)
@@ -528,9 +528,9 @@ func TestLoginAgainWhenSessionEnds(t *testing.T) {
 		accessTTL, refreshTTL time.Duration
 		end                   func(t *testing.T, d *idp, h harness, tok string)
 	}{
-		"sessions revoked": {2 * time.Second, 5 * time.Second, func(t *testing.T, d *idp, h harness, _ string) {
+		"sessions revoked": {2 * time.Second, 5 * time.Second, func(t *testing.T, d *idp, h harness, tok string) {
 			d.p.RevokeAll()
-			h.src.Invalidate() // as after a 401 from the API
+			h.src.Invalidate(tok) // as after a 401 from the API
 		}},
 		"refresh token idle-expired": {2 * time.Second, 2 * time.Second, func(t *testing.T, d *idp, _ harness, tok string) {
 			// Nobody calls Token meanwhile, so nothing refreshes. Both
@@ -650,64 +650,29 @@ func TestRejectedCredentialsBackOff(t *testing.T) {
 	}
 }
 
-func TestTransport(t *testing.T) {
-	d := newIDP(t, 2*time.Second, 5*time.Second)
+// Invalidate renews only the token it names: a refusal that arrives after
+// the token was replaced leaves the successor alone.
+func TestInvalidateOnlyTheCurrentToken(t *testing.T) {
+	d := newIDP(t, 10*time.Second, 30*time.Second)
 	h := newSource(t, d, nil)
-
-	var reject atomic.Bool
-	var hits atomic.Int32
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if _, err := d.p.Verify(raw); !ok || err != nil {
-			http.Error(w, "bad bearer token", http.StatusForbidden)
-			return
-		}
-		if reject.CompareAndSwap(true, false) {
-			http.Error(w, "token revoked", http.StatusUnauthorized)
-			return
-		}
-		io.WriteString(w, raw)
-	}))
-	defer api.Close()
-	client := &http.Client{Transport: h.src.Transport(nil)}
-
-	get := func() (int, string) {
-		t.Helper()
-		resp, err := client.Post(api.URL, "text/plain", strings.NewReader("payload"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+	tok1 := mustToken(t, d, h.src)
+	h.src.Invalidate("not-the-current-token")
+	if tok := mustToken(t, d, h.src); tok != tok1 {
+		t.Fatal("invalidating another token replaced the current one")
 	}
-	status, tok1 := get()
-	if status != http.StatusOK {
-		t.Fatalf("status %d", status)
+	h.src.Invalidate(tok1)
+	if err := h.src.Ready(); !errors.Is(err, auth.ErrNoToken) {
+		t.Fatalf("Ready after Invalidate = %v", err)
 	}
-	reject.Store(true)
-	if status, _ := get(); status != http.StatusUnauthorized || hits.Load() != 2 {
-		t.Fatalf("status %d after %d hits; want the 401 passed through, not retried", status, hits.Load())
+	tok2 := mustToken(t, d, h.src)
+	if tok2 == tok1 {
+		t.Fatal("Invalidate did not lead to a new token")
 	}
-	status, tok2 := get()
-	if status != http.StatusOK || tok2 == tok1 {
-		t.Fatalf("after a 401: status %d, new token %v", status, tok2 != tok1)
+	h.src.Invalidate(tok1) // a late 401 for the old token
+	if tok := mustToken(t, d, h.src); tok != tok2 {
+		t.Fatal("a late refusal of the old token discarded its successor")
 	}
-	if st := d.p.Stats(); st.RefreshGrants != 1 {
-		t.Fatalf("stats %+v; want the 401 to cause one refresh", st)
-	}
-
-	// Without a token the request is never sent.
-	down := newIDP(t, 2*time.Second, 5*time.Second)
-	down.p.SetDown(true)
-	h2 := newSource(t, down, nil)
-	before := hits.Load()
-	_, err := (&http.Client{Transport: h2.src.Transport(nil)}).Get(api.URL)
-	if !errors.Is(err, auth.ErrNoToken) || errors.Is(err, auth.ErrRejected) {
-		t.Fatalf("err %v; want transient ErrNoToken", err)
-	}
-	if hits.Load() != before {
-		t.Fatal("a request went out without a token")
+	if st := d.p.Stats(); st.PasswordGrants != 1 || st.RefreshGrants != 1 {
+		t.Fatalf("stats %+v; want one login and one refresh", st)
 	}
 }
