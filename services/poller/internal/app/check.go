@@ -120,6 +120,7 @@ func (c *checker) login(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
+	start := time.Now()
 	l, err := c.tokens.Login(ctx, c.tokenURL)
 	who := "as client " + c.cfg.ClientID
 	if l.Grant == "password" {
@@ -132,7 +133,7 @@ func (c *checker) login(ctx context.Context) {
 	c.token = l.AccessToken
 	life := "no expiry announced"
 	if !l.Expiry.IsZero() {
-		life = "token valid for " + time.Until(l.Expiry).Round(time.Second).String()
+		life = "token valid for " + l.Expiry.Sub(start).Round(time.Second).String()
 	}
 	c.emit(CheckLine{OK, name, fmt.Sprintf("%s grant %s: %s", l.Grant, who, life), nil})
 }
