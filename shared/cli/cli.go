@@ -47,9 +47,9 @@ type Logged interface{ Logging() (level, format string) }
 // Run loads T from the environment (and a legacy CONFIG_FILE), builds the
 // logger and runs the service fn with a context that SIGINT and SIGTERM
 // cancel. It returns the process exit code: 2 for unusable configuration
-// (found while loading or reported by fn as a *config.Error), 1 when fn
-// failed other than by being stopped, 0 otherwise. A failure is logged
-// once, as a structured line, and not printed again.
+// (found while loading or reported by fn as a *config.Error, printed as
+// one plain line), 1 when fn failed other than by being stopped (logged
+// once, as a structured line, and not printed again), 0 otherwise.
 func Run[T Logged](name string, fn func(ctx context.Context, cfg T, log *zap.Logger) error) int {
 	cfg, code := load[T](name)
 	if code != 0 {
@@ -67,8 +67,7 @@ func Run[T Logged](name string, fn func(ctx context.Context, cfg T, log *zap.Log
 	case err == nil || ctx.Err() != nil:
 		return 0
 	case config.IsConfig(err):
-		log.Error(name+": configuration unusable", zap.Error(err))
-		return 2
+		return configFailed(name, err)
 	default:
 		log.Error(name+" failed", zap.Error(err))
 		return 1
