@@ -9,6 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,6 +23,7 @@ import (
 	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
 	"github.com/sensorsreport/smsgw/services/modem/internal/sender"
 	"github.com/sensorsreport/smsgw/shared/clock"
+	"github.com/sensorsreport/smsgw/shared/config"
 	"github.com/sensorsreport/smsgw/shared/health"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -42,8 +46,17 @@ func NewModem(cfg Config, log *zap.Logger, hs *health.Server) *gsm.Modem {
 // Run runs the service until ctx ends. A send in flight at that moment is
 // finished, reported and acked first.
 func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
-	if cfg.NATSUser == "" || cfg.NATSPass == "" {
-		return errors.New("NATS_USER and NATS_PASSWORD are required")
+	if cfg.NATSUser == "" {
+		return config.Missing("NATS_USER", "the broker user the poller was given in its NATS_USER")
+	}
+	if cfg.NATSPass == "" {
+		return config.Missing("NATS_PASSWORD", "the broker password the poller was given in its NATS_PASSWORD")
+	}
+	if _, err := os.Stat(cfg.Device); errors.Is(err, fs.ErrNotExist) && !strings.HasPrefix(cfg.Device, "tcp://") {
+		// Not fatal: a modem unplugged or still enumerating at start is
+		// waited for. But say which setting names it.
+		log.Warn("MODEM_DEVICE does not exist (yet); waiting for it. Check the path: ls -l /dev/serial/by-id/",
+			zap.String("MODEM_DEVICE", cfg.Device))
 	}
 	hs := health.New(log)
 	modem := NewModem(cfg, log, hs)

@@ -1,9 +1,12 @@
 package app
 
 import (
+	"maps"
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/sensorsreport/smsgw/shared/config"
 )
 
 func TestProviderName(t *testing.T) {
@@ -25,5 +28,28 @@ func TestCountryCodes(t *testing.T) {
 	got := (Config{Countries: []string{" ro", "GB", "RO", ""}}).CountryCodes()
 	if strings.Join(got, ",") != "RO,GB" {
 		t.Errorf("CountryCodes = %v", got)
+	}
+}
+
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	base := map[string]string{"SMS_API_URL": "https://api.example.net", "NATS_USER": "modem", "NATS_PASSWORD": "p"}
+	if _, err := config.LoadFrom[Config](base); err != nil {
+		t.Fatalf("a good configuration: %v", err)
+	}
+	for k, v := range map[string]string{
+		"SMS_API_URL": "not a url", "POLL_INTERVAL": "abc", "SMS_COUNTRIES": "Romania", "KEYCLOAK_URL": "keycloak",
+		"OIDC_ISSUER_URL": "/realms/sr", "NATS_LISTEN": "4222", "HTTP_ADDR": "8080", "MAX_QUEUED_JOBS": "0",
+		"JOB_ACK_WAIT": "-1s", "SMS_API_PREFIX": "/api?x", "KEYCLOAK_USER": "gateway", "NATS_MAX_STORE_MB": "lots",
+	} {
+		env := maps.Clone(base)
+		env[k] = v
+		_, err := config.LoadFrom[Config](env)
+		want := k
+		if k == "KEYCLOAK_USER" {
+			want = "KEYCLOAK_PASSWORD is not set"
+		}
+		if !config.IsConfig(err) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "want ") {
+			t.Errorf("%s=%q: %v", k, v, err)
+		}
 	}
 }
