@@ -5,19 +5,19 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/sensorsreport/smsgw/services/poller/internal/broker"
+	"github.com/sensorsreport/smsgw/services/poller/internal/claims"
 	"github.com/sensorsreport/smsgw/services/poller/internal/dispatch"
 	"github.com/sensorsreport/smsgw/services/poller/internal/smsapi"
+	"github.com/sensorsreport/smsgw/services/poller/internal/upstream"
+	"github.com/sensorsreport/smsgw/shared/backoff"
 	"github.com/sensorsreport/smsgw/shared/health"
-	"github.com/sensorsreport/smsgw/shared/schema"
 )
 
 // drainTimeout bounds how long shutdown keeps reporting waiting results.
@@ -36,7 +36,8 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if tokens == nil {
 		log.Warn("no KEYCLOAK_URL or OIDC_ISSUER_URL: calling the SMS API without a token")
 	}
-	api, err := newAPI(cfg, tokens, log, hs.Registry, 0)
+	clk := newAPIClock(log.Named("clock"), hs.Registry)
+	api, err := newAPI(cfg, tokens, log, hs.Registry, 0, clk.observe)
 	if err != nil {
 		return err
 	}
@@ -53,9 +54,10 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	defer b.Shutdown()
 
 	provider := cfg.ProviderName()
-	up := &upstream{api: api, provider: provider, countries: countries}
+	up := &upstream.API{Client: api, Provider: provider, Log: log.Named("api")}
 	d := dispatch.New(dispatch.Config{
 		Countries: countries, PollInterval: cfg.PollInterval.D(), MaxQueued: cfg.MaxQueued,
+		Claims: claims.New(b.Claims()), Clock: clk.clk,
 		Log: log.Named("dispatch"), Reg: hs.Registry,
 	}, up, b)
 
@@ -71,6 +73,9 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 		}
 		if err := d.APIHealthy(); err != nil {
 			return fmt.Errorf("api: %w", err)
+		}
+		if _, _, err := clk.clk.Now(); err != nil {
+			return fmt.Errorf("time: %w", err)
 		}
 		return nil
 	})
@@ -106,85 +111,16 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 // registerProvider registers once, retrying until the API answers: the
 // provider's country list is fixed by whichever call creates it first.
 func registerProvider(ctx context.Context, api *smsapi.Client, name string, countries []string, log *zap.Logger) error {
-	delay := time.Second
+	b := backoff.New(time.Second, time.Minute)
 	for {
 		err := api.Register(ctx, name, countries)
 		if err == nil {
 			log.Info("provider registered", zap.String("provider", name))
 			return nil
 		}
-		log.Warn("provider registration failed; retrying", zap.Error(err), zap.Duration("in", delay))
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		log.Warn("provider registration failed; retrying", zap.Error(err))
+		if !b.Wait(ctx) {
 			return ctx.Err()
-		case <-t.C:
 		}
-		delay = min(delay*2, time.Minute)
 	}
 }
-
-// upstream adapts the API client to what the dispatcher needs.
-type upstream struct {
-	api       *smsapi.Client
-	provider  string
-	countries []string
-}
-
-func (u *upstream) Claim(ctx context.Context, cc string) (*dispatch.Claim, error) {
-	s, err := u.api.Next(ctx, u.provider, cc)
-	if errors.Is(err, smsapi.ErrNoSMS) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	c := toClaim(*s, cc)
-	return &c, nil
-}
-
-// Stranded returns the Entrusted SMS that "next" could have handed to this
-// provider: addressed to it or to no provider, in one of its countries.
-func (u *upstream) Stranded(ctx context.Context) ([]dispatch.Claim, error) {
-	list, err := u.api.Entrusted(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []dispatch.Claim
-	for _, s := range list {
-		if s.Provider != nil && *s.Provider != u.provider {
-			continue
-		}
-		if s.CountryCode == nil || !slices.Contains(u.countries, *s.CountryCode) {
-			continue
-		}
-		out = append(out, toClaim(s, *s.CountryCode))
-	}
-	return out, nil
-}
-
-func toClaim(s smsapi.SMS, cc string) dispatch.Claim {
-	c := dispatch.Claim{
-		ID: s.ID, Tenant: s.Tenant, Phone: s.PhoneNumber, Message: s.Message, Country: cc,
-		Timestamp: s.Timestamp, RetryCount: s.RetryCount,
-	}
-	if s.TTL != nil {
-		c.TTL = time.Duration(*s.TTL) * time.Minute
-	}
-	if s.CountryCode != nil && *s.CountryCode != "" {
-		c.Country = *s.CountryCode
-	}
-	return c
-}
-
-func (u *upstream) Report(ctx context.Context, r schema.Result) error {
-	up := smsapi.Update{Status: r.Status, TrackingID: r.TrackingID()}
-	if r.Status == schema.StatusSent {
-		up.SentAt = r.SentAt
-	}
-	_, err := u.api.Report(ctx, r.SmsID, r.Tenant, up)
-	return err
-}
-
-func (u *upstream) Transient(err error) bool { return smsapi.IsTransient(err) }

@@ -40,8 +40,9 @@ func issuerError(cfg Config, err error) error {
 
 // newAPI builds the SMS API client the service and the operator commands
 // share; tokens may be nil.
-func newAPI(cfg Config, tokens *auth.Source, log *zap.Logger, reg prometheus.Registerer, attempts int) (*smsapi.Client, error) {
-	apiCfg := smsapi.Config{BaseURL: cfg.APIURL, Prefix: cfg.APIPrefix, Logger: log.Named("api"), Registerer: reg, Attempts: attempts}
+func newAPI(cfg Config, tokens *auth.Source, log *zap.Logger, reg prometheus.Registerer, attempts int, serverTime func(date, sent, received time.Time)) (*smsapi.Client, error) {
+	apiCfg := smsapi.Config{BaseURL: cfg.APIURL, Prefix: cfg.APIPrefix, Logger: log.Named("api"), Registerer: reg,
+		Attempts: attempts, ServerTime: serverTime}
 	if tokens != nil {
 		apiCfg.Token, apiCfg.TokenRejected = tokens.Token, tokens.Invalidate
 	}

@@ -50,7 +50,7 @@ func NewOps(cfg Config, log *zap.Logger, out io.Writer) (*Ops, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := newAPI(cfg, tokens, log, nil, opAttempts)
+	api, err := newAPI(cfg, tokens, log, nil, opAttempts, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -132,13 +132,14 @@ func (c *Config) validate() error {
 
 // Broker is a running embedded nats-server with its topology in place.
 type Broker struct {
-	cfg  Config
-	log  *zap.Logger
-	srv  *server.Server
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	jobs jetstream.Stream
-	url  string
+	cfg    Config
+	log    *zap.Logger
+	srv    *server.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	jobs   jetstream.Stream
+	claims jetstream.KeyValue
+	url    string
 
 	ncClosed chan struct{}
 
@@ -282,6 +283,9 @@ func (b *Broker) Conn() *nats.Conn { return b.nc }
 
 // JetStream returns the JetStream client on the in-process connection.
 func (b *Broker) JetStream() jetstream.JetStream { return b.js }
+
+// Claims returns the bucket of claim records.
+func (b *Broker) Claims() jetstream.KeyValue { return b.claims }
 
 // ClientURL is the URL a client on this host reaches the broker at.
 func (b *Broker) ClientURL() string { return b.url }

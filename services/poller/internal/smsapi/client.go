@@ -214,30 +214,7 @@ func (c *Client) Next(ctx context.Context, providerName, cc string) (*SMS, error
 	return s, nil
 }
 
-// Entrusted lists every SMS the API holds as Entrusted, across tenants:
-// GET {prefix}/sms?status=1 without a tenant header returns all tenants'
-// records (contract §1.5, §5.18), and an empty result is a 404. The poller
-// uses it once at start to find claims a crash stranded between "next" and
-// the job's publish.
-func (c *Client) Entrusted(ctx context.Context) ([]SMS, error) {
-	body, err := c.do(ctx, call{
-		endpoint: "list", method: http.MethodGet,
-		path: c.prefix + "/sms?status=" + strconv.Itoa(int(schema.StatusEntrusted)) + "&limit=0",
-		idle: noRecords,
-	})
-	if ae, ok := errors.AsType[*APIError](err); ok && noRecords(ae) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list entrusted sms: %w", err)
-	}
-	var list []SMS
-	if err := json.Unmarshal(body, &list); err != nil {
-		return nil, fmt.Errorf("list entrusted sms: %w: %w", ErrBadResponse, err)
-	}
-	return list, nil
-}
-
+// noRecords is the API's answer to a list with no match: a 404, not [].
 func noRecords(e *APIError) bool {
 	return e.Status == http.StatusNotFound && len(e.Messages) > 0 &&
 		strings.HasPrefix(e.Messages[0], "No SMS records found for the specified criteria")
@@ -268,7 +245,9 @@ func (c *Client) Report(ctx context.Context, id, tenant string, u Update) (*SMS,
 		tenant: tenant, body: u.body(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("report sms %s: %w", id, err)
+		// A 404 for the SMS's own tenant means it no longer exists:
+		// ErrNotFound, unlike a 404 for a route that is not there.
+		return nil, fmt.Errorf("report sms %s: %w", id, notFound(err))
 	}
 	got, err := decodeSMS(body)
 	if err != nil {
