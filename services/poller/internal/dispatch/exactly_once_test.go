@@ -234,6 +234,10 @@ func TestOverwrittenStatusIsAppliedAgain(t *testing.T) {
 	if !swallowed.Load() {
 		t.Fatal("the first PATCH was not overwritten")
 	}
+	// Re-applied within the report, not left for a later redelivery.
+	if n := r.counter("sms_poller_reports_total", "outcome", "retry"); n != 0 {
+		t.Fatalf("%v retries; the overwritten update was not applied again at once", n)
+	}
 }
 
 // A claim whose answer cannot be used (fields of the wrong type) is
