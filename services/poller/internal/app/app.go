@@ -42,9 +42,13 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	case issuer == "":
 		log.Warn("no KEYCLOAK_URL or OIDC_ISSUER_URL: calling the SMS API without a token")
 	default:
+		scopes, err := auth.ParseScopes(cfg.OIDCScopes)
+		if err != nil {
+			return fmt.Errorf("OIDC_SCOPES: %w", err)
+		}
 		tokens, err = auth.New(auth.Config{
 			IssuerURL: issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-			Username: cfg.User, Password: cfg.Password,
+			Username: cfg.User, Password: cfg.Password, Scopes: scopes,
 			HTTPClient: &http.Client{Timeout: 30 * time.Second},
 			Log:        log.Named("auth"), Registerer: hs.Registry,
 		})

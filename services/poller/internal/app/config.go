@@ -24,6 +24,9 @@ type Config struct {
 	ClientSecret  string `env:"KEYCLOAK_CLIENT_SECRET,unset"`
 	User          string `env:"KEYCLOAK_USER"`
 	Password      string `env:"KEYCLOAK_PASSWORD,unset"`
+	// OIDCScopes: space- or comma-separated, sent with the password and
+	// client-credentials grants (dex requires openid); see auth.ParseScopes.
+	OIDCScopes string `env:"OIDC_SCOPES" envDefault:"openid"`
 
 	NATSListen string `env:"NATS_LISTEN" envDefault:"0.0.0.0:4222"`
 	NATSUser   string `env:"NATS_USER,required"`

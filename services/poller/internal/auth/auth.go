@@ -1,7 +1,8 @@
 // Package auth is the poller's OAuth 2.0 token source for Keycloak or any
 // standards-compliant OIDC provider. It finds the token endpoint through the
 // issuer's discovery document, logs in with the password grant (or client
-// credentials when no user is configured), refreshes ahead of expiry, falls
+// credentials when no user is configured), sending the configured scopes,
+// refreshes ahead of expiry, falls
 // back to a fresh password login when the session behind the refresh token
 // has ended, rides out provider outages on the token it still holds, and backs
 // off hard on rejected credentials so Keycloak's brute-force lockout is never
@@ -18,6 +19,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,8 +46,8 @@ var (
 	// not sent and should be retried later.
 	ErrNoToken = errors.New("auth: no valid access token")
 	// ErrRejected marks a permanent refusal by the provider: bad client
-	// credentials, a wrong password, a grant the client may not use. The
-	// source retries only after a long back-off.
+	// credentials, a wrong password, a grant the client may not use, a
+	// missing scope. The source retries only after a long back-off.
 	ErrRejected = errors.New("auth: credentials rejected")
 	// ErrNoIssuer means neither OIDC_ISSUER_URL nor KEYCLOAK_URL is set.
 	ErrNoIssuer = errors.New("auth: no issuer configured")
@@ -61,6 +63,10 @@ type Config struct {
 	// Username selects the password grant; empty means client credentials.
 	Username string
 	Password string
+	// Scopes are sent as "scope" with the password and client-credentials
+	// grants (OIDC_SCOPES; dex refuses a password grant without openid).
+	// Nil sends none. See ParseScopes.
+	Scopes []string
 	// HTTPClient carries every call to the provider; nil means a client
 	// with a 30 s timeout. Set a timeout on any client passed in.
 	HTTPClient *http.Client
@@ -71,6 +77,27 @@ type Config struct {
 	// after transient failures (defaults 1 s and 1 min). A rejection waits
 	// max(MaxBackoff, 5 min).
 	MinBackoff, MaxBackoff time.Duration
+}
+
+// ParseScopes reads OIDC_SCOPES: scope tokens separated by spaces or commas,
+// duplicates dropped. Each must be an RFC 6749 scope token (printable
+// ASCII without space, '"' or a backslash), and there must be at least one.
+func ParseScopes(s string) ([]string, error) {
+	var out []string
+	for _, sc := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		for _, r := range sc {
+			if r < 0x21 || r > 0x7e || r == '"' || r == '\\' {
+				return nil, fmt.Errorf("%w: scope %q: want printable ASCII without quotes or backslashes", ErrConfig, sc)
+			}
+		}
+		if !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no scope in %q", ErrConfig, s)
+	}
+	return out, nil
 }
 
 // IssuerFrom picks the issuer: OIDC_ISSUER_URL when set, otherwise
@@ -135,6 +162,11 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.Username != "" && cfg.Password == "" {
 		return nil, fmt.Errorf("%w: password is empty for user %q", ErrConfig, cfg.Username)
+	}
+	for _, sc := range cfg.Scopes {
+		if got, err := ParseScopes(sc); err != nil || len(got) != 1 || got[0] != sc {
+			return nil, fmt.Errorf("%w: scope %q is not one scope token", ErrConfig, sc)
+		}
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: defaultHTTPTimeout}
@@ -318,13 +350,13 @@ func (s *Source) backoffLocked(rejected bool) time.Duration {
 func (s *Source) obtain(ctx context.Context, tokenURL, refresh string) (*oauth2.Token, error) {
 	if s.cfg.Username == "" {
 		cc := clientcredentials.Config{ClientID: s.cfg.ClientID, ClientSecret: s.cfg.ClientSecret,
-			TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}
+			TokenURL: tokenURL, Scopes: s.cfg.Scopes, AuthStyle: oauth2.AuthStyleInParams}
 		tok, err := cc.Token(ctx)
 		return tok, s.outcome("client_credentials", err)
 	}
 	// Params style: auto-detection would send a bad password twice and
 	// Keycloak < 20 mis-decodes Basic credentials (platform-notes §3.5).
-	oc := oauth2.Config{ClientID: s.cfg.ClientID, ClientSecret: s.cfg.ClientSecret,
+	oc := oauth2.Config{ClientID: s.cfg.ClientID, ClientSecret: s.cfg.ClientSecret, Scopes: s.cfg.Scopes,
 		Endpoint: oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}}
 	if refresh != "" {
 		// A one-shot source owned by this fetch: no stored request context

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,15 +53,19 @@ type tokenReq struct {
 	basic bool
 }
 
-func newIDP(t *testing.T, accessTTL, refreshTTL time.Duration) *idp {
+func newIDP(t *testing.T, accessTTL, refreshTTL time.Duration, mod ...func(*oidc.Config)) *idp {
 	t.Helper()
-	p, err := oidc.New(oidc.Config{
+	cfg := oidc.Config{
 		Realm:      "sr",
 		Clients:    map[string]string{clientID: clientSecret, "public-cli": ""},
 		Users:      map[string]string{user: password},
 		AccessTTL:  accessTTL,
 		RefreshTTL: refreshTTL,
-	})
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	p, err := oidc.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -674,5 +679,70 @@ func TestInvalidateOnlyTheCurrentToken(t *testing.T) {
 	}
 	if st := d.p.Stats(); st.PasswordGrants != 1 || st.RefreshGrants != 1 {
 		t.Fatalf("stats %+v; want one login and one refresh", st)
+	}
+}
+
+func TestParseScopes(t *testing.T) {
+	for in, want := range map[string][]string{
+		"openid":                     {"openid"},
+		"openid profile,email":       {"openid", "profile", "email"},
+		" openid,, openid\tprofile ": {"openid", "profile"},
+		"urn:x:api/read":             {"urn:x:api/read"},
+	} {
+		got, err := auth.ParseScopes(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("ParseScopes(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", " , ", `open"id`, `a\b`, "ópenid", "openid\x00"} {
+		if got, err := auth.ParseScopes(bad); !errors.Is(err, auth.ErrConfig) {
+			t.Errorf("ParseScopes(%q) = %q, %v; want ErrConfig", bad, got, err)
+		}
+	}
+	if _, err := auth.New(auth.Config{IssuerURL: "https://kc/realms/sr", ClientID: clientID, Scopes: []string{"a b"}}); !errors.Is(err, auth.ErrConfig) {
+		t.Errorf("New accepted a scope with a space: %v", err)
+	}
+}
+
+// A provider that requires openid (dex) accepts both grants with the
+// default scope and refuses them, clearly, without it.
+func TestScopeIsSent(t *testing.T) {
+	grants := map[string]func(*auth.Config){
+		"password":           nil,
+		"client_credentials": func(c *auth.Config) { c.Username, c.Password = "", "" },
+	}
+	for grant, mod := range grants {
+		t.Run(grant, func(t *testing.T) {
+			d := newIDP(t, 10*time.Second, 30*time.Second, func(c *oidc.Config) { c.RequireScope = "openid" })
+			scopes, err := auth.ParseScopes("openid") // OIDC_SCOPES' default
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := newSource(t, d, func(c *auth.Config) {
+				if mod != nil {
+					mod(c)
+				}
+				c.Scopes = scopes
+			})
+			mustToken(t, d, h.src)
+			if f := d.requests()[0].form; f.Get("grant_type") != grant || f.Get("scope") != "openid" {
+				t.Fatalf("form %v", f.Encode())
+			}
+
+			without := newSource(t, d, func(c *auth.Config) {
+				if mod != nil {
+					mod(c)
+				}
+				c.Registerer = nil
+			})
+			_, err = without.src.Token(t.Context())
+			if !errors.Is(err, auth.ErrRejected) || !strings.Contains(err.Error(), "invalid_request") ||
+				!strings.Contains(err.Error(), `\"openid\"`) {
+				t.Fatalf("without the scope: %v; want a rejection naming the missing scope", err)
+			}
+			if f := d.requests()[1].form; f.Has("scope") {
+				t.Fatalf("a source without scopes sent scope=%q", f.Get("scope"))
+			}
+		})
 	}
 }
