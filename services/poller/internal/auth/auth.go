@@ -2,11 +2,10 @@
 // standards-compliant OIDC provider. It finds the token endpoint through the
 // issuer's discovery document, logs in with the password grant (or client
 // credentials when no user is configured), sending the configured scopes,
-// refreshes ahead of expiry, falls
-// back to a fresh password login when the session behind the refresh token
-// has ended, rides out provider outages on the token it still holds, and backs
-// off hard on rejected credentials so Keycloak's brute-force lockout is never
-// provoked. Fetches are single-flight and no lock is held across network
+// refreshes ahead of expiry, drops the refresh token and logs in afresh when
+// the provider refuses a refresh with any OAuth error, rides out provider
+// outages on the token it still holds, and backs off hard on rejected
+// credentials so Keycloak's brute-force lockout is never provoked. Fetches are single-flight and no lock is held across network
 // calls: the legacy gateway deadlocked exactly there (sms-api-contract §4.4).
 package auth
 
@@ -296,11 +295,12 @@ func (s *Source) fetch(done chan struct{}) {
 	defer cancel()
 	var tok *oauth2.Token
 	var err error
+	refused := false
 	if tokenURL == "" {
 		tokenURL, err = s.discover(ctx)
 	}
 	if err == nil {
-		tok, err = s.obtain(ctx, tokenURL, refresh)
+		tok, refused, err = s.obtain(ctx, tokenURL, refresh)
 	}
 
 	s.mu.Lock()
@@ -309,6 +309,12 @@ func (s *Source) fetch(done chan struct{}) {
 	s.inflight = nil
 	s.tokenURL = tokenURL
 	now := time.Now()
+	if refused && s.tok != nil && s.tok.RefreshToken == refresh {
+		// Never offer it again, even if the login after it failed.
+		t := *s.tok
+		t.RefreshToken = ""
+		s.tok = &t
+	}
 	if err != nil {
 		s.lastErr = err
 		wait := s.backoffLocked(errors.Is(err, ErrRejected))
@@ -346,13 +352,14 @@ func (s *Source) backoffLocked(rejected bool) time.Duration {
 }
 
 // obtain gets a token: client credentials, or a refresh that falls back to a
-// password login when the provider says the session is gone.
-func (s *Source) obtain(ctx context.Context, tokenURL, refresh string) (*oauth2.Token, error) {
+// password login when the provider refuses it. refused reports that the
+// refresh token was refused and must not be used again.
+func (s *Source) obtain(ctx context.Context, tokenURL, refresh string) (_ *oauth2.Token, refused bool, _ error) {
 	if s.cfg.Username == "" {
 		cc := clientcredentials.Config{ClientID: s.cfg.ClientID, ClientSecret: s.cfg.ClientSecret,
 			TokenURL: tokenURL, Scopes: s.cfg.Scopes, AuthStyle: oauth2.AuthStyleInParams}
 		tok, err := cc.Token(ctx)
-		return tok, s.outcome("client_credentials", err)
+		return tok, false, s.outcome("client_credentials", err)
 	}
 	// Params style: auto-detection would send a bad password twice and
 	// Keycloak < 20 mis-decodes Basic credentials (platform-notes §3.5).
@@ -363,16 +370,17 @@ func (s *Source) obtain(ctx context.Context, tokenURL, refresh string) (*oauth2.
 		// and no second owner of the rotating refresh token (§3.7).
 		tok, err := oc.TokenSource(ctx, &oauth2.Token{RefreshToken: refresh}).Token()
 		err = s.outcome("refresh_token", err)
-		if err == nil || !isInvalidGrant(err) {
-			return tok, err
+		if err == nil || !refusedByProvider(err) {
+			return tok, false, err
 		}
-		s.log.Info("refresh token no longer accepted; logging in again", zap.Error(err))
+		refused = true
+		s.log.Info("refresh token refused; logging in again", zap.Error(err))
 	}
 	tok, err := oc.PasswordCredentialsToken(ctx, s.cfg.Username, s.cfg.Password)
 	if err == nil {
 		s.log.Info("logged in", zap.String("user", s.cfg.Username))
 	}
-	return tok, s.outcome("password", err)
+	return tok, refused, s.outcome("password", err)
 }
 
 // outcome counts a token call and classifies its error: OAuth error
@@ -395,9 +403,17 @@ func (s *Source) outcome(grant string, err error) error {
 	return fmt.Errorf("%s grant: %w: %w", grant, ErrRejected, err)
 }
 
-func isInvalidGrant(err error) bool {
+// refusedByProvider tells a refresh the provider refused, whatever the
+// OAuth error (Keycloak says invalid_grant when the session ended, dex
+// invalid_request for a token it lost in a restart), from an outage: any
+// answer with an OAuth error code, or any 4xx. A 5xx without one (a proxy
+// in front of a provider that is down) keeps the refresh token.
+func refusedByProvider(err error) bool {
 	var re *oauth2.RetrieveError
-	return errors.As(err, &re) && re.ErrorCode == "invalid_grant"
+	if !errors.As(err, &re) {
+		return false
+	}
+	return re.ErrorCode != "" || re.Response == nil || re.Response.StatusCode < 500
 }
 
 // discover reads token_endpoint from the issuer's discovery document. The

@@ -38,7 +38,8 @@ type idp struct {
 	srv    *httptest.Server
 	issuer string
 
-	arrived chan struct{} // one send per gated token request
+	arrived      chan struct{} // one send per gated token request
+	failPassword atomic.Bool   // answer password grants 503, as in a partial outage
 
 	mu          sync.Mutex
 	tokenReqs   []tokenReq
@@ -96,6 +97,10 @@ func newIDP(t *testing.T, accessTTL, refreshTTL time.Duration, mod ...func(*oidc
 			if gate != nil {
 				d.arrived <- struct{}{}
 				<-gate
+			}
+			if form.Get("grant_type") == "password" && d.failPassword.Load() {
+				http.Error(w, "upstream unavailable", http.StatusServiceUnavailable)
+				return
 			}
 		}
 		h.ServeHTTP(w, r)
@@ -745,4 +750,56 @@ func TestScopeIsSent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A refresh refused with any OAuth error drops the refresh token and logs
+// in afresh, at once; the refresh token is not offered again even when that
+// login fails.
+func TestRefreshRefusedLogsInAgain(t *testing.T) {
+	for _, code := range []string{"invalid_request", "invalid_grant", "unauthorized_client", "server_error"} {
+		t.Run(code, func(t *testing.T) {
+			d := newIDP(t, 10*time.Second, 30*time.Second)
+			h := newSource(t, d, nil)
+			tok1 := mustToken(t, d, h.src)
+			d.p.RefuseRefresh(code) // as dex after a restart
+			h.src.Invalidate(tok1)
+			tok2 := mustToken(t, d, h.src)
+			if tok2 == tok1 {
+				t.Fatal("got the refused token back")
+			}
+			if g := grants(d); !slices.Equal(g, []string{"password", "refresh_token", "password"}) {
+				t.Fatalf("grants %v", g)
+			}
+
+			// Refused again, and this time the login fails too (503).
+			d.failPassword.Store(true)
+			h.src.Invalidate(tok2)
+			if _, err := h.src.Token(t.Context()); !errors.Is(err, auth.ErrNoToken) || errors.Is(err, auth.ErrRejected) {
+				t.Fatalf("Token = %v; want a transient ErrNoToken", err)
+			}
+			d.failPassword.Store(false)
+			d.p.RefuseRefresh("")
+			var tok3 string
+			eventually(t, 10*time.Second, "a token after the back-off", func() bool {
+				var err error
+				tok3, err = h.src.Token(t.Context())
+				return err == nil
+			})
+			if _, err := d.p.Verify(tok3); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"password", "refresh_token", "password", "refresh_token", "password", "password"}
+			if g := grants(d); !slices.Equal(g, want) {
+				t.Fatalf("grants %v, want %v: the refused refresh token was offered again", g, want)
+			}
+		})
+	}
+}
+
+func grants(d *idp) []string {
+	var out []string
+	for _, r := range d.requests() {
+		out = append(out, r.form.Get("grant_type"))
+	}
+	return out
 }
