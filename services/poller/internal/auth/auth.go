@@ -4,8 +4,9 @@
 // credentials when no user is configured), sending the configured scopes,
 // refreshes ahead of expiry, drops the refresh token and logs in afresh when
 // the provider refuses a refresh with any OAuth error, rides out provider
-// outages on the token it still holds, and backs off hard on rejected
-// credentials so Keycloak's brute-force lockout is never provoked. Fetches are single-flight and no lock is held across network
+// outages on the token it still holds, and backs off on rejected credentials
+// (from seconds up to 5 minutes) so Keycloak's brute-force lockout is not
+// provoked. Fetches are single-flight and no lock is held across network
 // calls: the legacy gateway deadlocked exactly there (sms-api-contract §4.4).
 package auth
 
@@ -15,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -27,6 +27,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/sensorsreport/smsgw/shared/backoff"
 )
 
 // Defaults; see Config.
@@ -34,7 +36,8 @@ const (
 	defaultHTTPTimeout      = 30 * time.Second
 	defaultMinBackoff       = time.Second
 	defaultMaxBackoff       = time.Minute
-	defaultRejectedBackoff  = 5 * time.Minute
+	rejectedMinBackoff      = 5 * time.Second
+	rejectedMaxBackoff      = 5 * time.Minute
 	maxEarlyRefresh         = 30 * time.Second
 	maxDiscoveryDocumentLen = 1 << 20
 )
@@ -46,7 +49,8 @@ var (
 	ErrNoToken = errors.New("auth: no valid access token")
 	// ErrRejected marks a permanent refusal by the provider: bad client
 	// credentials, a wrong password, a grant the client may not use, a
-	// missing scope. The source retries only after a long back-off.
+	// missing scope. The source retries after a back-off that grows from 5 s
+	// to 5 min.
 	ErrRejected = errors.New("auth: credentials rejected")
 	// ErrNoIssuer means neither OIDC_ISSUER_URL nor KEYCLOAK_URL is set.
 	ErrNoIssuer = errors.New("auth: no issuer configured")
@@ -72,9 +76,8 @@ type Config struct {
 	Log        *zap.Logger
 	// Registerer receives sms_poller_token_refreshes_total; nil skips it.
 	Registerer prometheus.Registerer
-	// MinBackoff and MaxBackoff bound the jittered exponential back-off
-	// after transient failures (defaults 1 s and 1 min). A rejection waits
-	// max(MaxBackoff, 5 min).
+	// MinBackoff and MaxBackoff bound the back-off after transient failures
+	// (defaults 1 s and 1 min). Rejections back off from 5 s to 5 min.
 	MinBackoff, MaxBackoff time.Duration
 }
 
@@ -137,7 +140,8 @@ type Source struct {
 	fetches *prometheus.CounterVec
 	// bg is the context every fetch derives from: never a caller's context,
 	// which x/oauth2 would otherwise keep for later refreshes (§3.7).
-	bg context.Context
+	bg  context.Context
+	now func() time.Time // time.Now; tests move it
 
 	mu        sync.Mutex
 	tokenURL  string        // from discovery, once found
@@ -148,6 +152,8 @@ type Source struct {
 	lastErr   error
 	failures  int
 	nextTry   time.Time
+	transient *backoff.Backoff // after network errors and 5xx
+	rejected  *backoff.Backoff // after the provider refused the login
 }
 
 // New validates cfg and returns a Source. Nothing is fetched until the first
@@ -190,10 +196,13 @@ func New(cfg Config) (*Source, error) {
 		}
 	}
 	return &Source{
-		cfg:     cfg,
-		log:     log.With(zap.String("issuer", cfg.IssuerURL), zap.String("client_id", cfg.ClientID)),
-		fetches: fetches,
-		bg:      context.WithValue(context.Background(), oauth2.HTTPClient, cfg.HTTPClient),
+		cfg:       cfg,
+		log:       log.With(zap.String("issuer", cfg.IssuerURL), zap.String("client_id", cfg.ClientID)),
+		fetches:   fetches,
+		bg:        context.WithValue(context.Background(), oauth2.HTTPClient, cfg.HTTPClient),
+		now:       time.Now,
+		transient: backoff.New(cfg.MinBackoff, cfg.MaxBackoff),
+		rejected:  backoff.New(rejectedMinBackoff, rejectedMaxBackoff),
 	}, nil
 }
 
@@ -205,7 +214,7 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 	waited := false
 	for {
 		s.mu.Lock()
-		now := time.Now()
+		now := s.now()
 		usable := s.usableLocked(now)
 		if usable && (s.refreshAt.IsZero() || now.Before(s.refreshAt)) {
 			tok := s.tok.AccessToken
@@ -256,7 +265,7 @@ func (s *Source) Invalidate(tok string) {
 func (s *Source) Ready() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.usableLocked(time.Now()) {
+	if s.usableLocked(s.now()) {
 		return nil
 	}
 	return s.noTokenLocked()
@@ -308,7 +317,7 @@ func (s *Source) fetch(done chan struct{}) {
 	defer close(done)
 	s.inflight = nil
 	s.tokenURL = tokenURL
-	now := time.Now()
+	now := s.now()
 	if refused && s.tok != nil && s.tok.RefreshToken == refresh {
 		// Never offer it again, even if the login after it failed.
 		t := *s.tok
@@ -317,7 +326,12 @@ func (s *Source) fetch(done chan struct{}) {
 	}
 	if err != nil {
 		s.lastErr = err
-		wait := s.backoffLocked(errors.Is(err, ErrRejected))
+		s.failures++
+		b := s.transient
+		if errors.Is(err, ErrRejected) {
+			b = s.rejected
+		}
+		wait := b.Next()
 		s.nextTry = now.Add(wait)
 		s.log.Warn("cannot obtain access token", zap.Error(err),
 			zap.Int("consecutive_failures", s.failures), zap.Duration("retry_in", wait),
@@ -325,6 +339,8 @@ func (s *Source) fetch(done chan struct{}) {
 		return
 	}
 	s.tok, s.invalid, s.lastErr, s.failures, s.nextTry = tok, false, nil, 0, time.Time{}
+	s.transient.Reset()
+	s.rejected.Reset()
 	s.refreshAt = time.Time{}
 	if !tok.Expiry.IsZero() {
 		// Refresh early: 30 s before expiry, or a third of the lifetime
@@ -334,21 +350,6 @@ func (s *Source) fetch(done chan struct{}) {
 	}
 	s.log.Debug("access token obtained", zap.Time("expiry", tok.Expiry),
 		zap.Any("refresh_expires_in", tok.Extra("refresh_expires_in")))
-}
-
-// backoffLocked counts a failure and returns how long to wait: jittered
-// exponential for transient failures, long and fixed after a rejection.
-func (s *Source) backoffLocked(rejected bool) time.Duration {
-	s.failures++
-	if rejected {
-		return max(s.cfg.MaxBackoff, defaultRejectedBackoff)
-	}
-	d := s.cfg.MinBackoff
-	for i := 1; i < s.failures && d < s.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, s.cfg.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
 }
 
 // obtain gets a token: client credentials, or a refresh that falls back to a
