@@ -7,14 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
-	"github.com/sensorsreport/smsgw/services/poller/internal/auth"
 	"github.com/sensorsreport/smsgw/services/poller/internal/broker"
 	"github.com/sensorsreport/smsgw/services/poller/internal/dispatch"
 	"github.com/sensorsreport/smsgw/services/poller/internal/smsapi"
@@ -29,38 +27,16 @@ const drainTimeout = 10 * time.Second
 // results already waiting and shuts the broker down cleanly.
 func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	countries := cfg.CountryCodes()
-	if len(countries) == 0 {
-		return errors.New("SMS_COUNTRIES is empty")
-	}
 	hs := health.New(log)
 
-	var tokens *auth.Source
-	issuer, err := auth.IssuerFrom(cfg.IssuerURL, cfg.KeycloakURL, cfg.KeycloakRealm)
-	switch {
-	case err != nil:
+	tokens, err := newTokens(cfg, log, hs.Registry)
+	if err != nil {
 		return err
-	case issuer == "":
+	}
+	if tokens == nil {
 		log.Warn("no KEYCLOAK_URL or OIDC_ISSUER_URL: calling the SMS API without a token")
-	default:
-		scopes, err := auth.ParseScopes(cfg.OIDCScopes)
-		if err != nil {
-			return fmt.Errorf("OIDC_SCOPES: %w", err)
-		}
-		tokens, err = auth.New(auth.Config{
-			IssuerURL: issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-			Username: cfg.User, Password: cfg.Password, Scopes: scopes,
-			HTTPClient: &http.Client{Timeout: 30 * time.Second},
-			Log:        log.Named("auth"), Registerer: hs.Registry,
-		})
-		if err != nil {
-			return err
-		}
 	}
-	apiCfg := smsapi.Config{BaseURL: cfg.APIURL, Prefix: cfg.APIPrefix, Logger: log.Named("api"), Registerer: hs.Registry}
-	if tokens != nil {
-		apiCfg.Token, apiCfg.TokenRejected = tokens.Token, tokens.Invalidate
-	}
-	api, err := smsapi.New(apiCfg)
+	api, err := newAPI(cfg, tokens, log, hs.Registry, 0)
 	if err != nil {
 		return err
 	}

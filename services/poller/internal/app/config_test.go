@@ -1,6 +1,7 @@
 package app
 
 import (
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -32,7 +33,31 @@ func TestCountryCodes(t *testing.T) {
 	}
 }
 
-func TestOIDCScopesDefault(t *testing.T) {
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	base := map[string]string{"SMS_API_URL": "https://api.example.net", "NATS_USER": "modem", "NATS_PASSWORD": "p"}
+	if _, err := config.LoadFrom[Config](base); err != nil {
+		t.Fatalf("a good configuration: %v", err)
+	}
+	for k, v := range map[string]string{
+		"SMS_API_URL": "not a url", "POLL_INTERVAL": "abc", "SMS_COUNTRIES": "Romania", "KEYCLOAK_URL": "keycloak",
+		"OIDC_ISSUER_URL": "/realms/sr", "NATS_LISTEN": "4222", "HTTP_ADDR": "8080", "MAX_QUEUED_JOBS": "0",
+		"JOB_ACK_WAIT": "-1s", "SMS_API_PREFIX": "/api?x", "KEYCLOAK_USER": "gateway", "NATS_MAX_STORE_MB": "lots",
+		"OIDC_SCOPES": `openid "profile"`,
+	} {
+		env := maps.Clone(base)
+		env[k] = v
+		_, err := config.LoadFrom[Config](env)
+		want := k
+		if k == "KEYCLOAK_USER" {
+			want = "KEYCLOAK_PASSWORD is not set"
+		}
+		if !config.IsConfig(err) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "want ") {
+			t.Errorf("%s=%q: %v", k, v, err)
+		}
+	}
+}
+
+func TestOIDCScopes(t *testing.T) {
 	base := map[string]string{"SMS_API_URL": "http://api", "NATS_USER": "u", "NATS_PASSWORD": "p"}
 	cfg, err := config.LoadFrom[Config](base)
 	if err != nil || cfg.OIDCScopes != "openid" {
@@ -42,12 +67,9 @@ func TestOIDCScopesDefault(t *testing.T) {
 	if cfg, err = config.LoadFrom[Config](base); err != nil || cfg.OIDCScopes != "openid,profile" {
 		t.Fatalf("OIDC_SCOPES set: %q, %v", cfg.OIDCScopes, err)
 	}
-}
-
-func TestBadOIDCScopesNameTheVariable(t *testing.T) {
-	cfg := Config{Countries: []string{"RO"}, IssuerURL: "http://idp.example/realms/sr", ClientID: "c", OIDCScopes: `openid "profile"`}
-	err := Run(t.Context(), cfg, zap.NewNop())
-	if err == nil || !strings.HasPrefix(err.Error(), "OIDC_SCOPES: ") || !strings.Contains(err.Error(), `"\"profile\""`) {
-		t.Fatalf("Run = %v; want an error naming OIDC_SCOPES and the bad scope", err)
+	// Run, which tests call without loading, refuses a bad value too.
+	cfg.IssuerURL, cfg.OIDCScopes = "http://idp.example/realms/sr", "openid,\\x"
+	if _, err := newTokens(cfg, zap.NewNop(), nil); !config.IsConfig(err) || !strings.Contains(err.Error(), "OIDC_SCOPES") {
+		t.Fatalf("newTokens with a bad scope: %v", err)
 	}
 }

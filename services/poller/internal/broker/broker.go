@@ -380,8 +380,9 @@ func buildUsers(modemUser, modemPass string) ([]*server.User, string, error) {
 
 // modemPermissions allows exactly what the modem's jetstream client uses:
 // bind to and pull from its consumer, ack (including DoubleAck, InProgress,
-// Nak, Term), publish results and heartbeats, and receive replies. It can
-// neither create nor inspect any other stream, consumer or KV bucket.
+// Nak, Term), publish results and heartbeats, ask the poller for the time,
+// and receive replies. It can neither create nor inspect any other stream,
+// consumer or KV bucket.
 func modemPermissions() *server.Permissions {
 	jobs, cons := schema.JobsStream, schema.JobsConsumer
 	return &server.Permissions{
@@ -391,6 +392,7 @@ func modemPermissions() *server.Permissions {
 			"$JS.ACK." + jobs + "." + cons + ".>",
 			schema.ResultsFilter,
 			schema.StatusSubject,
+			schema.ClockSubject, // requests; the answer comes to its inbox
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{nats.InboxPrefix + ">"}},
 	}
