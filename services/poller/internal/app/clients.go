@@ -22,9 +22,13 @@ func newTokens(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*auth.So
 	case err != nil:
 		return nil, issuerError(cfg, err)
 	}
+	scopes, err := auth.ParseScopes(cfg.OIDCScopes)
+	if err != nil {
+		return nil, config.Invalid("OIDC_SCOPES", cfg.OIDCScopes, scopesWant)
+	}
 	return auth.New(auth.Config{
 		IssuerURL: issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-		Username: cfg.User, Password: cfg.Password,
+		Username: cfg.User, Password: cfg.Password, Scopes: scopes,
 		HTTPClient: &http.Client{Timeout: 30 * time.Second},
 		Log:        log.Named("auth"), Registerer: reg,
 	})

@@ -7,8 +7,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sensorsreport/smsgw/services/poller/internal/auth"
 	"github.com/sensorsreport/smsgw/shared/config"
 )
+
+const scopesWant = "OAuth scope tokens (printable ASCII without quotes or backslashes) separated by spaces or commas, e.g. openid"
 
 // Config is the poller's configuration; the variable names are the
 // interface documented in design.md.
@@ -27,6 +30,7 @@ type Config struct {
 	ClientSecret  string `env:"KEYCLOAK_CLIENT_SECRET,unset" help:"OAuth client secret (confidential clients)"`
 	User          string `env:"KEYCLOAK_USER" help:"user for the password grant; empty: client credentials"`
 	Password      string `env:"KEYCLOAK_PASSWORD,unset" help:"that user's password"`
+	OIDCScopes    string `env:"OIDC_SCOPES" envDefault:"openid" help:"scopes sent with the login, space- or comma-separated (dex needs openid)"`
 
 	NATSListen string `env:"NATS_LISTEN" envDefault:"0.0.0.0:4222" help:"embedded broker address (for the modem; never publish it)"`
 	NATSUser   string `env:"NATS_USER,required" help:"user the modem logs in to the broker with"`
@@ -71,6 +75,9 @@ func (c Config) Validate() error {
 	}
 	if c.IssuerURL != "" && !httpURL(c.IssuerURL) {
 		bad("OIDC_ISSUER_URL", c.IssuerURL, "an absolute http(s) URL such as https://keycloak.example.net/realms/sr")
+	}
+	if _, err := auth.ParseScopes(c.OIDCScopes); err != nil {
+		bad("OIDC_SCOPES", c.OIDCScopes, scopesWant)
 	}
 	if c.IssuerURL == "" && c.KeycloakURL != "" && c.KeycloakRealm == "" {
 		errs = append(errs, config.Missing("KEYCLOAK_REALM", "the realm name (e.g. sr) when KEYCLOAK_URL is set"))

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+
 	"github.com/sensorsreport/smsgw/shared/config"
 )
 
@@ -40,6 +42,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"SMS_API_URL": "not a url", "POLL_INTERVAL": "abc", "SMS_COUNTRIES": "Romania", "KEYCLOAK_URL": "keycloak",
 		"OIDC_ISSUER_URL": "/realms/sr", "NATS_LISTEN": "4222", "HTTP_ADDR": "8080", "MAX_QUEUED_JOBS": "0",
 		"JOB_ACK_WAIT": "-1s", "SMS_API_PREFIX": "/api?x", "KEYCLOAK_USER": "gateway", "NATS_MAX_STORE_MB": "lots",
+		"OIDC_SCOPES": `openid "profile"`,
 	} {
 		env := maps.Clone(base)
 		env[k] = v
@@ -51,5 +54,22 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		if !config.IsConfig(err) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "want ") {
 			t.Errorf("%s=%q: %v", k, v, err)
 		}
+	}
+}
+
+func TestOIDCScopes(t *testing.T) {
+	base := map[string]string{"SMS_API_URL": "http://api", "NATS_USER": "u", "NATS_PASSWORD": "p"}
+	cfg, err := config.LoadFrom[Config](base)
+	if err != nil || cfg.OIDCScopes != "openid" {
+		t.Fatalf("OIDC_SCOPES unset: %q, %v; want openid", cfg.OIDCScopes, err)
+	}
+	base["OIDC_SCOPES"] = "openid,profile"
+	if cfg, err = config.LoadFrom[Config](base); err != nil || cfg.OIDCScopes != "openid,profile" {
+		t.Fatalf("OIDC_SCOPES set: %q, %v", cfg.OIDCScopes, err)
+	}
+	// Run, which tests call without loading, refuses a bad value too.
+	cfg.IssuerURL, cfg.OIDCScopes = "http://idp.example/realms/sr", "openid,\\x"
+	if _, err := newTokens(cfg, zap.NewNop(), nil); !config.IsConfig(err) || !strings.Contains(err.Error(), "OIDC_SCOPES") {
+		t.Fatalf("newTokens with a bad scope: %v", err)
 	}
 }

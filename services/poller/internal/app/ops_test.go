@@ -51,7 +51,7 @@ func newStack(t *testing.T, opts standin.Options) *stack {
 	return &stack{api: api, idp: idp, url: srv.URL, conf: Config{
 		APIURL: srv.URL, APIPrefix: "/api", Provider: testGW, Countries: []string{"RO"},
 		KeycloakURL: srv.URL, KeycloakRealm: "sr", ClientID: testClient, ClientSecret: testSecret,
-		User: testUser, Password: testPass, NATSListen: "127.0.0.1:0", NATSUser: "modem", NATSPass: "x",
+		User: testUser, Password: testPass, OIDCScopes: "openid", NATSListen: "127.0.0.1:0", NATSUser: "modem", NATSPass: "x",
 		StoreDir: t.TempDir(), HTTPAddr: closedAddr(t), LogLevel: "info", LogFormat: "json",
 		MaxQueued: 2, MaxDeliver: 10, MaxStoreMB: 1,
 	}}

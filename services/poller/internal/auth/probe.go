@@ -29,7 +29,7 @@ func (s *Source) Login(ctx context.Context, tokenURL string) (Login, error) {
 	if s.cfg.Username == "" {
 		grant = "client_credentials"
 	}
-	tok, err := s.obtain(context.WithValue(ctx, oauth2.HTTPClient, s.cfg.HTTPClient), tokenURL, "")
+	tok, _, err := s.obtain(context.WithValue(ctx, oauth2.HTTPClient, s.cfg.HTTPClient), tokenURL, "")
 	if err != nil {
 		return Login{Grant: grant}, err
 	}

@@ -90,7 +90,7 @@ func TestServerTime(t *testing.T) {
 	dateMW := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if badDate.Load() {
-				w.Header()["Date"] = []string{"yesterday"}
+				w = &dateWriter{ResponseWriter: w, date: "yesterday"}
 			}
 			next.ServeHTTP(w, r)
 		})
@@ -129,4 +129,33 @@ func TestServerTime(t *testing.T) {
 	if len(got) != 4 {
 		t.Errorf("ServerTime called for an unparseable Date")
 	}
+
+	// An API two hours behind: the hook sees its time, not ours.
+	got = nil
+	behind := newRig(t, standin.Options{ClockOffset: -2 * time.Hour}, Config{ServerTime: hook})
+	if err := behind.c.Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("ServerTime called %d times", len(got))
+	}
+	if o := got[0]; o.date.Before(o.sent.Add(-2*time.Hour-time.Second)) || o.date.After(o.received.Add(-2*time.Hour)) {
+		t.Errorf("date %v, want two hours before [%v, %v]", o.date, o.sent, o.received)
+	}
+}
+
+// dateWriter replaces the Date header the handler set.
+type dateWriter struct {
+	http.ResponseWriter
+	date string
+}
+
+func (w *dateWriter) WriteHeader(code int) {
+	w.Header().Set("Date", w.date)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *dateWriter) Write(b []byte) (int, error) {
+	w.Header().Set("Date", w.date)
+	return w.ResponseWriter.Write(b)
 }
