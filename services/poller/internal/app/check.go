@@ -55,7 +55,6 @@ type checker struct {
 	tokenURL string
 	token    string
 	apiUp    bool
-	prefixOK bool
 }
 
 func (c *checker) emit(l CheckLine) {
