@@ -21,7 +21,12 @@ type Error struct {
 	// Source is where the value came from when not the environment itself,
 	// e.g. `[SERVICE] ServiceSMSURL in /etc/sms-gateway/config.ini`.
 	Source string
+	// Cause is the underlying error, if any, for errors.Is.
+	Cause error
 }
+
+// Unwrap returns Cause.
+func (e *Error) Unwrap() error { return e.Cause }
 
 func (e *Error) Error() string {
 	var b strings.Builder

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -117,4 +118,12 @@ func (p *Proc) Restart() error {
 		return err
 	}
 	return p.Start()
+}
+
+// Command returns the binary with the service's own environment and args:
+// how the operator commands (check, sms, ledger) run against the stack.
+func (p *Proc) Command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, p.path, args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	return cmd
 }

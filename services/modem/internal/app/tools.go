@@ -41,12 +41,14 @@ func Diag(ctx context.Context, cfg Config, log *zap.Logger, w io.Writer) error {
 func probeError(cfg Config, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && !strings.HasPrefix(cfg.Device, "tcp://"):
-		return config.Invalid("MODEM_DEVICE", cfg.Device,
+		ce := config.Invalid("MODEM_DEVICE", cfg.Device,
 			"an existing serial device: "+cfg.Device+" does not exist (see ls -l /dev/serial/by-id/; is the modem plugged in?)")
+		ce.Cause = err
+		return ce
 	case errors.Is(err, gsm.ErrWrongPIN):
-		return &config.Error{Var: "MODEM_PIN", Set: cfg.PIN != "", Secret: true, Want: "the SIM's PIN: the SIM rejected it (" + err.Error() + ")"}
+		return &config.Error{Var: "MODEM_PIN", Set: cfg.PIN != "", Secret: true, Want: "the SIM's PIN: the SIM rejected this one", Cause: err}
 	case errors.Is(err, gsm.ErrPINRequired) && cfg.PIN == "":
-		return config.Missing("MODEM_PIN", "the SIM's PIN: the SIM asks for one")
+		return &config.Error{Var: "MODEM_PIN", Want: "the SIM's PIN: the SIM asks for one", Cause: err}
 	}
 	return fmt.Errorf("modem not usable: %w", err)
 }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -53,7 +55,6 @@ type checker struct {
 	tokenURL string
 	token    string
 	apiUp    bool
-	prefixOK bool
 }
 
 func (c *checker) emit(l CheckLine) {
@@ -228,13 +229,26 @@ func sameCodes(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-// store proves the broker can write its file store.
+// store proves the broker can write its file store, without creating it:
+// a missing directory is fine when the broker could create it.
 func (c *checker) store() {
 	const name = "broker store"
-	dir := c.cfg.StoreDir
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		c.emit(CheckLine{FAIL, name, err.Error(), []string{"NATS_STORE_DIR"}})
-		return
+	dir, note := c.cfg.StoreDir, " is writable"
+	for {
+		fi, err := os.Stat(dir)
+		if err == nil && !fi.IsDir() {
+			c.emit(CheckLine{FAIL, name, dir + " is not a directory", []string{"NATS_STORE_DIR"}})
+			return
+		}
+		if err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if !errors.Is(err, fs.ErrNotExist) || parent == dir {
+			c.emit(CheckLine{FAIL, name, err.Error(), []string{"NATS_STORE_DIR"}})
+			return
+		}
+		dir, note = parent, fmt.Sprintf(" is writable; the broker creates %s in it", c.cfg.StoreDir)
 	}
 	f, err := os.CreateTemp(dir, ".check-*")
 	if err == nil {
@@ -245,7 +259,7 @@ func (c *checker) store() {
 		c.emit(CheckLine{FAIL, name, fmt.Sprintf("%s is not writable: %v", dir, err), []string{"NATS_STORE_DIR"}})
 		return
 	}
-	c.emit(CheckLine{OK, name, dir + " is writable", nil})
+	c.emit(CheckLine{OK, name, dir + note, nil})
 }
 
 // modem reads the running poller's sms_poller_modem_ready gauge: 1 while a

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 func newTokens(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*auth.Source, error) {
 	issuer, err := auth.IssuerFrom(cfg.IssuerURL, cfg.KeycloakURL, cfg.KeycloakRealm)
 	switch {
-	case err == auth.ErrNoIssuer:
+	case errors.Is(err, auth.ErrNoIssuer):
 		return nil, nil
 	case err != nil:
 		return nil, issuerError(cfg, err)

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +121,15 @@ func TestCheckAllFine(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
+	// A store directory that does not exist yet is fine, and is not created.
+	fresh := s.conf
+	fresh.StoreDir = filepath.Join(t.TempDir(), "a", "b")
+	if code, lines, out := runCheck(t, fresh); code != 0 || !strings.Contains(lines["broker store"].Detail, "the broker creates") {
+		t.Fatalf("fresh store: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(fresh.StoreDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("check created the store directory: %v", err)
+	}
 	if !(strings.Contains(lines["login"].Detail, "token valid for 5m0s") || strings.Contains(lines["login"].Detail, "token valid for 4m59s")) || !strings.Contains(lines["provider"].Detail, "not registered yet") {
 		t.Errorf("details:\n%s", out)
 	}
@@ -156,7 +167,9 @@ func TestCheckNamesTheVariableToFix(t *testing.T) {
 			map[string]Outcome{"SMS API health": FAIL, "SMS API prefix": SKIP, "provider": SKIP, "modem": SKIP}, map[string]string{"SMS API health": "SMS_API_URL"}},
 		{"wrong prefix", func(c *Config) { c.APIPrefix = "/gateway/sms" },
 			map[string]Outcome{"SMS API prefix": FAIL, "provider": SKIP, "modem": SKIP}, map[string]string{"SMS API prefix": "SMS_API_PREFIX"}},
-		{"store not writable", func(c *Config) { c.StoreDir = "/proc/version/store" },
+		{"store under a file", func(c *Config) { c.StoreDir = "/proc/version/store" },
+			map[string]Outcome{"broker store": FAIL, "modem": SKIP}, map[string]string{"broker store": "NATS_STORE_DIR"}},
+		{"store not writable", func(c *Config) { c.StoreDir = "/proc/sys/new-store" },
 			map[string]Outcome{"broker store": FAIL, "modem": SKIP}, map[string]string{"broker store": "NATS_STORE_DIR"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
