@@ -201,6 +201,7 @@ func TestBadInputAndStaleSMSNeverBlockTheQueue(t *testing.T) {
 	add("+4072", "too short a number", schema.StatusFailed, nil, 0)
 	add("+40722000111", "", schema.StatusFailed, nil, 0)
 	add("+40722000111", huge, schema.StatusFailed, nil, 0)
+	add("+40722000111", strings.Repeat("€", 40_000), schema.StatusFailed, nil, 0) // a job over 64 KiB
 	add("+40722000111", "stale: ttl passed an hour ago", schema.StatusExpired, ptr(5), time.Hour)
 	add("+40722000111", "stale alarm (30 min default ttl)", schema.StatusExpired, nil, 31*time.Minute)
 	add("+40722000111", "\x1a\x1b AT+CMGS=1\r\nhostile bytes\x00 ok", schema.StatusSent, nil, 0)

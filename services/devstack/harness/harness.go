@@ -52,6 +52,10 @@ type Options struct {
 	// APIClockOffset runs the SMS API stand-in's clock this far from the
 	// host's (smsapi.Options.ClockOffset): 2 h ahead, or -2 h behind.
 	APIClockOffset time.Duration
+	// API tunes the SMS API stand-in (trust timeout, task interval, retry
+	// limit, API generation, token enforcement). Verify, DevEndpoints,
+	// ClockOffset and Logger are the harness's.
+	API smsapi.Options
 	Sim            modemsim.Config
 	// Logs receives both binaries' logs; nil writes poller.log and modem.log in Dir.
 	Logs       io.Writer
@@ -73,6 +77,9 @@ type Stack struct {
 
 	// PollerHTTP and ModemHTTP are the services' health/metrics addresses.
 	PollerHTTP, ModemHTTP string
+	// NATSURL is the poller's broker, for clients with the modem's
+	// credentials (NATSUser, NATSPassword).
+	NATSURL string
 	ModemLink             string // the pty symlink the modem opens
 
 	opts    Options
@@ -120,12 +127,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.API = smsapi.New(smsapi.Options{
-		Verify:       func(tok string) error { _, err := s.OIDC.Verify(tok); return err },
-		DevEndpoints: true,
-		ClockOffset:  o.APIClockOffset,
-		Logger:       o.Log.Named("api"),
-	})
+	apiOpts := o.API
+	apiOpts.Verify = func(tok string) error { _, err := s.OIDC.Verify(tok); return err }
+	apiOpts.DevEndpoints, apiOpts.ClockOffset, apiOpts.Logger = true, o.APIClockOffset, o.Log.Named("api")
+	s.API = smsapi.New(apiOpts)
 	go s.API.Run(runCtx) //nolint:errcheck // ends with runCtx
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -185,6 +190,7 @@ func (s *Stack) buildProcs() error {
 		return err
 	}
 	s.PollerHTTP = "127.0.0.1:" + strconv.Itoa(pHTTP)
+	s.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
 	s.ModemHTTP = "127.0.0.1:" + strconv.Itoa(mHTTP)
 	logTo := func(name string) (io.Writer, error) {
 		if o.Logs != nil {
