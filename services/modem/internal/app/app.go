@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sensorsreport/smsgw/services/modem/internal/device"
@@ -42,12 +43,34 @@ func NewModem(cfg Config, log *zap.Logger, hs *health.Server) *gsm.Modem {
 // finished, reported and acked first.
 func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if cfg.NATSUser == "" || cfg.NATSPass == "" {
-		return errors.New("NATS_USER and NATS_PASSWORD are required")
+		return errors.New("NATS_USER and NATS_PASSWORD (or NATS_PASSWORD_FILE) are required")
 	}
 	hs := health.New(log)
 	modem := NewModem(cfg, log, hs)
-	hs.SetLive(func() error { return modem.Healthy(cfg.UnreadyGrace.D()) })
-	hs.SetReady(modem.Ready)
+	l := newLink(cfg, log.Named("nats"), hs.Registry)
+	// Ready means an SMS could be sent now: the modem can send and the
+	// broker that brings the jobs and takes the results is reachable.
+	ready := func() error {
+		if err := l.Ready(); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
+		return modem.Ready()
+	}
+	hs.SetReady(ready)
+	hs.SetLive(func() error {
+		if err := l.Healthy(cfg.UnreadyGrace.D()); err != nil {
+			return err
+		}
+		return modem.Healthy(cfg.UnreadyGrace.D())
+	})
+	hs.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sms_modem_ready", Help: "1 when an SMS can be sent now: modem ready and broker connected (/readyz).",
+	}, func() float64 {
+		if ready() == nil {
+			return 1
+		}
+		return 0
+	}))
 	if err := hs.Start(cfg.HTTPAddr); err != nil {
 		return err
 	}
@@ -65,19 +88,9 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 		log.Info("pruned old ledger entries", zap.Int("count", n))
 	}
 
-	reconnected := make(chan struct{}, 1)
-	nc, err := connect(cfg, log, reconnected)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-
 	// The modem's own lifecycle stops only after the sender has finished:
-	// a send in flight at SIGTERM still needs the port.
+	// a send in flight at SIGTERM still needs the port. It starts before
+	// the broker is reached, so the modem is ready by the time jobs come.
 	modemCtx, stopModem := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopModem()
 	modemDone := make(chan struct{})
@@ -87,60 +100,70 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 			log.Error("modem parked", zap.Error(err))
 		}
 	}()
-	// Heartbeats stop with ctx, not with the modem: a "ready" beat sent
-	// after the "shutting down" one below would let the poller claim work
-	// for a modem that is going away.
-	hbDone := make(chan struct{})
-	go func() { defer close(hbDone); heartbeat(ctx, nc, modem, reconnected) }()
+	defer func() { stopModem(); <-modemDone }()
 
+	nc, err := l.dial(ctx, false)
+	if err != nil {
+		return nil // stopped before the broker was ever reached
+	}
+	defer l.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
 	s := sender.New(sender.Config{
 		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
 		Log: log.Named("sender"), Reg: hs.Registry,
 	}, js, modem, led)
+
+	// Heartbeats stop with ctx, not with the modem: a "ready" beat sent
+	// after the "shutting down" one below would let the poller claim work
+	// for a modem that is going away.
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); heartbeat(ctx, l, modem) }()
+	redialDone := make(chan struct{})
+	go func() { defer close(redialDone); redial(ctx, l, s.Use, log) }()
+
 	err = s.Run(ctx)
 	log.Info("sender stopped; closing")
 	<-hbDone
+	<-redialDone
 	// Tell the poller at once so it stops claiming for us.
-	publishStatus(nc, schema.ModemStatus{V: schema.Version, Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(heartbeatEvery)})
-	_ = nc.Flush()
-	stopModem()
-	<-modemDone
-	_ = nc.Drain()
+	if nc := l.Conn(); nc != nil {
+		publishStatus(nc, schema.ModemStatus{V: schema.Version, Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(heartbeatEvery)})
+		_ = nc.Flush()
+	}
 	return err
 }
 
-func connect(cfg Config, log *zap.Logger, reconnected chan<- struct{}) (*nats.Conn, error) {
-	nlog := log.Named("nats")
-	nc, err := nats.Connect(cfg.NATSURL,
-		nats.Name("sms-modem"),
-		nats.UserInfo(cfg.NATSUser, cfg.NATSPass),
-		// The poller may be down for any length of time: never give up.
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.ReconnectJitter(500*time.Millisecond, time.Second),
-		nats.PingInterval(20*time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			nlog.Warn("broker connection lost; reconnecting", zap.Error(err))
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) {
-			nlog.Info("broker reconnected", zap.String("url", c.ConnectedUrlRedacted()))
-			select { // a restarted poller learns our state at once
-			case reconnected <- struct{}{}:
-			default:
-			}
-		}),
-		nats.ClosedHandler(func(*nats.Conn) { nlog.Info("broker connection closed") }),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", cfg.NATSURL, err)
+// redial replaces a connection that closed for good (nats.go gives up on
+// some server errors whatever its options say) and hands the new
+// connection's JetStream to use, until ctx ends.
+func redial(ctx context.Context, l *link, use func(jetstream.JetStream), log *zap.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.closed:
+		}
+		nc, err := l.dial(ctx, true)
+		if err != nil {
+			return
+		}
+		js, err := jetstream.New(nc)
+		if err != nil { // only for invalid options, which are fixed
+			log.Error("jetstream on the new connection", zap.Error(err))
+			continue
+		}
+		use(js)
 	}
-	return nc, nil
 }
 
 // heartbeat tells the poller whether it may claim work for us: at once on
-// every state change and reconnect, and every heartbeatEvery otherwise.
-func heartbeat(ctx context.Context, nc *nats.Conn, m *gsm.Modem, reconnected <-chan struct{}) {
+// every state change and broker (re)connect, and every heartbeatEvery
+// otherwise. While the broker is unreachable the beats are buffered by the
+// client and the poller's view of us expires on its own.
+func heartbeat(ctx context.Context, l *link, m *gsm.Modem) {
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
 	for {
@@ -154,13 +177,15 @@ func heartbeat(ctx context.Context, nc *nats.Conn, m *gsm.Modem, reconnected <-c
 		if st.Reason != "" {
 			hb.Reason += ": " + st.Reason
 		}
-		publishStatus(nc, hb)
+		if nc := l.Conn(); nc != nil {
+			publishStatus(nc, hb)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-changed:
-		case <-reconnected:
+		case <-l.reconnected:
 		}
 	}
 }
