@@ -128,10 +128,11 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	log.Info("sender stopped; closing")
 	<-hbDone
 	<-redialDone
-	// Tell the poller at once so it stops claiming for us.
-	if nc := l.Conn(); nc != nil {
+	// Tell the poller at once so it stops claiming for us. Without a
+	// connection there is no one to tell (and a flush would only wait).
+	if nc := l.Conn(); nc != nil && nc.IsConnected() {
 		publishStatus(nc, schema.ModemStatus{V: schema.Version, Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(heartbeatEvery)})
-		_ = nc.Flush()
+		_ = nc.FlushTimeout(2 * time.Second)
 	}
 	return err
 }
