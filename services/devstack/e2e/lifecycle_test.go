@@ -19,7 +19,7 @@ import (
 )
 
 // An idle poller (nothing to claim, nothing to report) stops promptly on
-// SIGTERM: no long poll or drain timer holds it up. 5 s is a generous
+// SIGTERM, and so does the modem after it: no long poll or drain timer holds it up. 5 s is a generous
 // bound for what should take well under a second or two.
 func TestIdlePollerStopsPromptlyOnSIGTERM(t *testing.T) {
 	st := start(t, harness.Options{})
@@ -38,6 +38,17 @@ func TestIdlePollerStopsPromptlyOnSIGTERM(t *testing.T) {
 	t.Logf("idle poller exited %s after SIGTERM", took.Round(time.Millisecond))
 	if took > 5*time.Second {
 		t.Errorf("idle poller took %s to exit after SIGTERM, want a second or two", took)
+	}
+	// The modem, its broker now gone, has no one to say goodbye to and
+	// nothing to finish: it stops as promptly.
+	began = time.Now()
+	if err := st.Modem.Signal(syscall.SIGTERM, 30*time.Second); err != nil {
+		t.Fatalf("SIGTERM to the modem: %v", err)
+	}
+	took = time.Since(began)
+	t.Logf("idle modem without a broker exited %s after SIGTERM", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("idle modem took %s to exit after SIGTERM, want a second or two", took)
 	}
 }
 
