@@ -101,12 +101,16 @@ image-sizes: ## print image sizes; fail if sms-poller or sms-modem is over IMAGE
 		printf '%-28s %6s MB%s\n' "$$img" "$$mb" "$$verdict"; \
 	done; exit $$fail
 
-compose-config: ## validate docker-compose.yml and its variants (base, demo, hot-plug, legacy, balena)
+# The secret file of .env.example does not exist in a checkout; the demo's does.
+COMPOSE_CHECK_ENV := NATS_PASSWORD_HOST_FILE=./deploy/demo-nats-password
+
+compose-config: ## validate docker-compose.yml and its variants (base, demo, hot-plug, legacy, privileged, balena)
 	@test -n '$(COMPOSE)' || { echo "neither 'docker compose' nor docker-compose found"; exit 1; }
-	$(COMPOSE) --env-file .env.example config -q
+	$(COMPOSE_CHECK_ENV) $(COMPOSE) --env-file .env.example config -q
 	$(COMPOSE) --env-file deploy/demo.env --profile demo config -q
-	MODEM_HOST_DEVICE=/dev/null MODEM_DEVICE=/host/dev/sms-modem \
+	$(COMPOSE_CHECK_ENV) MODEM_HOST_DEVICE=/dev/null MODEM_DEVICE=/host/dev/sms-modem \
 		$(COMPOSE) --env-file .env.example -f docker-compose.yml -f deploy/docker-compose.hotplug.yml config -q
-	CONFIG_INI=./deploy/config.ini.example \
+	$(COMPOSE_CHECK_ENV) CONFIG_INI=./deploy/config.ini.example \
 		$(COMPOSE) --env-file .env.example -f docker-compose.yml -f deploy/docker-compose.legacy.yml config -q
+	$(COMPOSE_CHECK_ENV) $(COMPOSE) --env-file .env.example -f docker-compose.yml -f deploy/docker-compose.privileged.yml config -q
 	$(COMPOSE) --project-directory . -f deploy/balena/docker-compose.yml config -q

@@ -1,6 +1,7 @@
 // Package config loads a service's configuration from the environment with
 // caarlos0/env, after optionally seeding the environment from a legacy
 // config.ini named by CONFIG_FILE. Real environment variables always win.
+// Secrets may come from files instead (NATS_PASSWORD_FILE, secretfile.go).
 package config
 
 import (
@@ -98,8 +99,9 @@ func LegacyEnv(path string) (map[string]string, error) {
 	return out, nil
 }
 
-// Load fills T from the environment. When CONFIG_FILE is set, the legacy INI
-// file supplies values for variables the environment leaves unset.
+// Load fills T from the environment. A secret's NAME_FILE variable supplies
+// it from a file. When CONFIG_FILE is set, the legacy INI file supplies
+// values for variables the environment leaves unset.
 func Load[T any]() (T, error) {
 	environ := map[string]string{}
 	for _, kv := range os.Environ() {
@@ -114,6 +116,10 @@ func Load[T any]() (T, error) {
 func LoadFrom[T any](environ map[string]string) (T, error) {
 	var zero T
 	fromINI := map[string]string{}
+	environ, err := resolveSecretFiles[T](environ)
+	if err != nil {
+		return zero, err
+	}
 	if path := environ["CONFIG_FILE"]; path != "" {
 		legacy, err := LegacyEnv(path)
 		if err != nil {

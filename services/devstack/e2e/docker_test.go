@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,18 +231,82 @@ func TestComposeDemoSurvivesRestartsAndKills(t *testing.T) {
 		conn.Close()
 		t.Error("the broker answers on the host's 127.0.0.1:4222")
 	}
-	// The poller runs as 65532, never root.
-	if u := docker(t, "inspect", "--format", "{{.Config.User}}", poller); u != "65532:65532" {
-		t.Errorf("poller image user %q", u)
+	for _, svc := range []string{"poller", "modem"} {
+		checkHardened(t, svc, c.container(svc))
 	}
-	pid := docker(t, "inspect", "--format", "{{.State.Pid}}", poller)
-	status, err := os.ReadFile("/proc/" + pid + "/status")
+}
+
+// checkHardened asserts least privilege on a running container, both as
+// configured (docker inspect) and as the kernel applies it to its process
+// (/proc/PID/status).
+func checkHardened(t *testing.T, svc, id string) {
+	t.Helper()
+	var info []struct {
+		Config struct {
+			User string
+			Env  []string
+		}
+		HostConfig struct {
+			Privileged      bool
+			CapAdd, CapDrop []string
+			SecurityOpt     []string
+			ReadonlyRootfs  bool
+			GroupAdd        []string
+		}
+		State struct{ Pid int }
+	}
+	if err := json.Unmarshal([]byte(docker(t, "inspect", id)), &info); err != nil || len(info) != 1 {
+		t.Fatalf("inspect %s: %v", svc, err)
+	}
+	in := info[0]
+	if in.HostConfig.Privileged {
+		t.Errorf("%s is privileged", svc)
+	}
+	if len(in.HostConfig.CapAdd) > 0 || !slices.Contains(in.HostConfig.CapDrop, "ALL") {
+		t.Errorf("%s capabilities: add %v, drop %v; want none added and ALL dropped", svc, in.HostConfig.CapAdd, in.HostConfig.CapDrop)
+	}
+	if !slices.ContainsFunc(in.HostConfig.SecurityOpt, func(o string) bool {
+		return strings.HasPrefix(o, "no-new-privileges") && !strings.HasSuffix(o, "false")
+	}) {
+		t.Errorf("%s security options %v, want no-new-privileges", svc, in.HostConfig.SecurityOpt)
+	}
+	if !in.HostConfig.ReadonlyRootfs {
+		t.Errorf("%s root file system is writable", svc)
+	}
+	if u := in.Config.User; u == "" || u == "0" || strings.HasPrefix(u, "0:") || strings.HasPrefix(u, "root") {
+		t.Errorf("%s user %q, want a non-root user", svc, u)
+	}
+	for _, e := range in.Config.Env {
+		name, _, _ := strings.Cut(e, "=")
+		if name == "NATS_PASSWORD" {
+			t.Errorf("%s has the broker password in its environment; it is a secret file", svc)
+		}
+		if svc == "modem" && strings.HasPrefix(name, "KEYCLOAK_") {
+			t.Errorf("the modem sees %s", name)
+		}
+	}
+	if svc == "modem" && !slices.Contains(in.HostConfig.GroupAdd, "20") {
+		t.Errorf("modem groups %v, want the dialout group 20", in.HostConfig.GroupAdd)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", in.State.Pid))
 	if err != nil {
 		t.Fatal(err)
 	}
+	fields := map[string]string{}
 	for _, line := range strings.Split(string(status), "\n") {
-		if strings.HasPrefix(line, "Uid:") && strings.Fields(line)[1] == "0" {
-			t.Errorf("poller process runs as root: %s", line)
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			fields[k] = strings.TrimSpace(v)
 		}
+	}
+	if uid := strings.Fields(fields["Uid"]); len(uid) == 0 || uid[0] == "0" || uid[1] == "0" {
+		t.Errorf("%s process runs as root: Uid %s", svc, fields["Uid"])
+	}
+	for _, c := range []string{"CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+		if fields[c] != "0000000000000000" {
+			t.Errorf("%s process %s = %s, want no capabilities", svc, c, fields[c])
+		}
+	}
+	if fields["NoNewPrivs"] != "1" {
+		t.Errorf("%s process NoNewPrivs = %q, want 1", svc, fields["NoNewPrivs"])
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sensorsreport/smsgw/services/modem/internal/device"
@@ -50,7 +51,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 		return config.Missing("NATS_USER", "the broker user the poller was given in its NATS_USER")
 	}
 	if cfg.NATSPass == "" {
-		return config.Missing("NATS_PASSWORD", "the broker password the poller was given in its NATS_PASSWORD")
+		return config.Missing("NATS_PASSWORD", "the broker password the poller was given in its NATS_PASSWORD (or NATS_PASSWORD_FILE)")
 	}
 	if _, err := os.Stat(cfg.Device); errors.Is(err, fs.ErrNotExist) && !strings.HasPrefix(cfg.Device, "tcp://") {
 		// Not fatal: a modem unplugged or still enumerating at start is
@@ -60,14 +61,35 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	}
 	hs := health.New(log)
 	modem := NewModem(cfg, log, hs)
+	l := newLink(cfg, log.Named("nats"), hs.Registry)
 	clk := clock.New(nil)
-	hs.SetLive(func() error { return modem.Healthy(cfg.UnreadyGrace.D()) })
-	hs.SetReady(func() error {
+	// Ready means an SMS could be sent now: the modem can send, the broker
+	// that brings the jobs and takes the results is reachable, and there is
+	// a time every TTL can be checked against.
+	ready := func() error {
+		if err := l.Ready(); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
 		if err := modem.Ready(); err != nil {
 			return err
 		}
 		return timeReady(clk)
+	}
+	hs.SetReady(ready)
+	hs.SetLive(func() error {
+		if err := l.Healthy(cfg.UnreadyGrace.D()); err != nil {
+			return err
+		}
+		return modem.Healthy(cfg.UnreadyGrace.D())
 	})
+	hs.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sms_modem_ready", Help: "1 when an SMS can be sent now: modem ready, broker connected, time trusted (/readyz).",
+	}, func() float64 {
+		if ready() == nil {
+			return 1
+		}
+		return 0
+	}))
 	if err := hs.Start(cfg.HTTPAddr); err != nil {
 		return err
 	}
@@ -83,20 +105,9 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	}
 	defer led.Close()
 
-	reconnected := make(chan struct{}, 1)
-	clockReconnected := make(chan struct{}, 1)
-	nc, err := connect(cfg, log, reconnected, clockReconnected)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-
 	// The modem's own lifecycle stops only after the sender has finished:
-	// a send in flight at SIGTERM still needs the port.
+	// a send in flight at SIGTERM still needs the port. It starts before
+	// the broker is reached, so the modem is ready by the time jobs come.
 	modemCtx, stopModem := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopModem()
 	modemDone := make(chan struct{})
@@ -106,68 +117,77 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 			log.Error("modem parked", zap.Error(err))
 		}
 	}()
+	defer func() { stopModem(); <-modemDone }()
+
+	nc, err := l.dial(ctx, false)
+	if err != nil {
+		return nil // stopped before the broker was ever reached
+	}
+	defer l.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	s := sender.New(sender.Config{
+		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
+		Clock: clk, Log: log.Named("sender"), Reg: hs.Registry,
+	}, js, modem, led)
+
 	// Heartbeats stop with ctx, not with the modem: a "ready" beat sent
 	// after the "shutting down" one below would let the poller claim work
 	// for a modem that is going away.
 	hbDone := make(chan struct{})
 	timeSet := make(chan struct{}, 1)
-	go func() { defer close(hbDone); heartbeat(ctx, nc, modem, clk, reconnected, timeSet) }()
+	go func() { defer close(hbDone); heartbeat(ctx, l, modem, clk, timeSet) }()
+	redialDone := make(chan struct{})
+	go func() { defer close(redialDone); redial(ctx, l, s.Use, log) }()
 	bgDone := make(chan struct{}, 2)
-	go func() { syncClock(ctx, nc, clk, clockReconnected, timeSet, log.Named("clock")); bgDone <- struct{}{} }()
+	go func() { syncClock(ctx, l, clk, timeSet, log.Named("clock")); bgDone <- struct{}{} }()
 	go func() { pruneLedger(ctx, led, clk, cfg.LedgerRetention.D(), log.Named("ledger")); bgDone <- struct{}{} }()
 
-	s := sender.New(sender.Config{
-		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
-		Clock: clk, Log: log.Named("sender"), Reg: hs.Registry,
-	}, js, modem, led)
 	err = s.Run(ctx)
 	log.Info("sender stopped; closing")
 	<-hbDone
+	<-redialDone
 	<-bgDone
 	<-bgDone
-	// Tell the poller at once so it stops claiming for us.
-	publishStatus(nc, schema.ModemStatus{V: schema.Version, Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(heartbeatEvery)})
-	_ = nc.Flush()
-	stopModem()
-	<-modemDone
-	_ = nc.Drain()
+	// Tell the poller at once so it stops claiming for us. Without a
+	// connection there is no one to tell (and a flush would only wait).
+	if nc := l.Conn(); nc != nil && nc.IsConnected() {
+		publishStatus(nc, schema.ModemStatus{V: schema.Version, Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(heartbeatEvery)})
+		_ = nc.FlushTimeout(2 * time.Second)
+	}
 	return err
 }
 
-func connect(cfg Config, log *zap.Logger, reconnected ...chan<- struct{}) (*nats.Conn, error) {
-	nlog := log.Named("nats")
-	nc, err := nats.Connect(cfg.NATSURL,
-		nats.Name("sms-modem"),
-		nats.UserInfo(cfg.NATSUser, cfg.NATSPass),
-		// The poller may be down for any length of time: never give up.
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.ReconnectJitter(500*time.Millisecond, time.Second),
-		nats.PingInterval(20*time.Second),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			nlog.Warn("broker connection lost; reconnecting", zap.Error(err))
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) {
-			nlog.Info("broker reconnected", zap.String("url", c.ConnectedUrlRedacted()))
-			for _, ch := range reconnected { // a restarted poller learns our state at once
-				select {
-				case ch <- struct{}{}:
-				default:
-				}
-			}
-		}),
-		nats.ClosedHandler(func(*nats.Conn) { nlog.Info("broker connection closed") }),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", cfg.NATSURL, err)
+// redial replaces a connection that closed for good (nats.go gives up on
+// some server errors whatever its options say) and hands the new
+// connection's JetStream to use, until ctx ends.
+func redial(ctx context.Context, l *link, use func(jetstream.JetStream), log *zap.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.closed:
+		}
+		nc, err := l.dial(ctx, true)
+		if err != nil {
+			return
+		}
+		js, err := jetstream.New(nc)
+		if err != nil { // only for invalid options, which are fixed
+			log.Error("jetstream on the new connection", zap.Error(err))
+			continue
+		}
+		use(js)
 	}
-	return nc, nil
 }
 
 // heartbeat tells the poller whether it may claim work for us: at once on
-// every state change and reconnect, and every heartbeatEvery otherwise.
-func heartbeat(ctx context.Context, nc *nats.Conn, m *gsm.Modem, clk *clock.Clock, reconnected, timeSet <-chan struct{}) {
+// every state change and broker (re)connect, and every heartbeatEvery
+// otherwise. While the broker is unreachable the beats are buffered by the
+// client and the poller's view of us expires on its own.
+func heartbeat(ctx context.Context, l *link, m *gsm.Modem, clk *clock.Clock, timeSet <-chan struct{}) {
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
 	for {
@@ -185,13 +205,15 @@ func heartbeat(ctx context.Context, nc *nats.Conn, m *gsm.Modem, clk *clock.Cloc
 		if err := timeReady(clk); hb.Ready && err != nil {
 			hb.Ready, hb.Reason = false, err.Error()
 		}
-		publishStatus(nc, hb)
+		if nc := l.Conn(); nc != nil {
+			publishStatus(nc, hb)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-changed:
-		case <-reconnected:
+		case <-l.reconnected:
 		case <-timeSet:
 		}
 	}

@@ -200,18 +200,8 @@ func TestSendBadNumberTouchesNoModem(t *testing.T) {
 // the poller at once that it is no longer ready.
 func TestRun(t *testing.T) {
 	sim, cfg := newSim(t, modemsim.Config{}, "")
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-		Users: []*server.User{{Username: "modem", Password: "secret"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(wait) {
-		t.Fatal("nats-server not ready")
-	}
+	ns, _ := startNATS(t, "secret")
+	ctx := ctxT(t)
 	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo("modem", "secret"))
 	if err != nil {
 		t.Fatal(err)
@@ -221,28 +211,7 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxT(t)
-	jobs, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: schema.JobsStream, Subjects: []string{schema.JobsFilter}, Retention: jetstream.WorkQueuePolicy,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable: schema.JobsConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Second,
-		MaxAckPending: 1, FilterSubject: schema.JobsFilter,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	results, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: schema.ResultsStream, Subjects: []string{schema.ResultsFilter}, Retention: jetstream.WorkQueuePolicy,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	poller, err := results.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable: schema.ResultsConsumer, AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: schema.ResultsFilter,
-	})
+	poller, err := js.Consumer(ctx, schema.ResultsStream, schema.ResultsConsumer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,14 +270,7 @@ func TestRun(t *testing.T) {
 		}
 	}
 	// Stand in for the poller's clock: two hours ahead of this machine.
-	clockSub, err := nc.Subscribe(schema.ClockSubject, func(m *nats.Msg) {
-		b, _ := json.Marshal(schema.ClockReading{V: schema.Version, Now: time.Now().Add(2 * time.Hour), Source: "reference"})
-		_ = m.Respond(b)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = clockSub.Unsubscribe() })
+	answerClock(t, ns, 2*time.Hour)
 	var ready schema.ModemStatus
 	for !ready.Ready {
 		select {
@@ -365,6 +327,82 @@ func TestRun(t *testing.T) {
 	if last.Ready || !strings.Contains(last.Reason, "shutting down") {
 		t.Errorf("last heartbeat %+v, want not ready while shutting down", last)
 	}
+}
+
+// startNATS runs a real nats-server with JetStream and the poller's
+// topology, accepting the user "modem" with password.
+// pollerUser stands in for the poller's own connection to its broker.
+var pollerUser = &server.User{Username: "poller", Password: "poller-pw"}
+
+// answerClock answers the modem's time requests as the poller does, with
+// the local time shifted by skew.
+func answerClock(t *testing.T, ns *server.Server, skew time.Duration) {
+	t.Helper()
+	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(pollerUser.Username, pollerUser.Password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := nc.Subscribe(schema.ClockSubject, func(m *nats.Msg) {
+		b, _ := json.Marshal(schema.ClockReading{V: schema.Version, Now: time.Now().Add(skew), Source: "reference"})
+		_ = m.Respond(b)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startNATS(t *testing.T, password string) (*server.Server, *server.Options) {
+	t.Helper()
+	opts := &server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		Users: []*server.User{{Username: "modem", Password: password}, pollerUser},
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(wait) {
+		t.Fatal("nats-server not ready")
+	}
+	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo("modem", password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t)
+	jobs, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: schema.JobsStream, Subjects: []string{schema.JobsFilter}, Retention: jetstream.WorkQueuePolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable: schema.JobsConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Second,
+		MaxAckPending: 1, FilterSubject: schema.JobsFilter,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	results, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: schema.ResultsStream, Subjects: []string{schema.ResultsFilter}, Retention: jetstream.WorkQueuePolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := results.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable: schema.ResultsConsumer, AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: schema.ResultsFilter,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return ns, opts
 }
 
 func TestRunNeedsCredentials(t *testing.T) {

@@ -23,14 +23,14 @@ const (
 )
 
 // syncClock keeps clk referenced to the poller's trusted time (the SMS API's
-// clock): at once, again after every reconnect, and every clockRefresh. A
+// clock): at once, and every clockRefresh. A
 // restarted modem on a Pi whose wall clock is wrong therefore takes no job
 // until the poller has answered, unless the kernel says its clock is synced.
-func syncClock(ctx context.Context, nc *nats.Conn, clk *clock.Clock, reconnected <-chan struct{}, timeSet chan<- struct{}, log *zap.Logger) {
+func syncClock(ctx context.Context, l *link, clk *clock.Clock, timeSet chan<- struct{}, log *zap.Logger) {
 	retry := backoff.New(time.Second, 30*time.Second)
 	for ctx.Err() == nil {
 		wait := clockRefresh
-		if err := askTime(ctx, nc, clk, log); err != nil {
+		if err := askTime(ctx, l.Conn(), clk, log); err != nil {
 			log.Debug("no time from the poller yet", zap.Error(err))
 			wait = retry.Next()
 		} else {
@@ -40,17 +40,14 @@ func syncClock(ctx context.Context, nc *nats.Conn, clk *clock.Clock, reconnected
 			default:
 			}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		case <-reconnected:
-		}
-		t.Stop()
+		backoff.Sleep(ctx, wait)
 	}
 }
 
 func askTime(ctx context.Context, nc *nats.Conn, clk *clock.Clock, log *zap.Logger) error {
+	if nc == nil {
+		return errors.New("no broker connection yet")
+	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	sent := time.Now()

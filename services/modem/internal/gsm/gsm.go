@@ -204,7 +204,6 @@ func (m *Modem) setState(s State, reason string) {
 	} else if s != StateReady && was == StateReady {
 		m.readyCh = make(chan struct{})
 	}
-	m.m.ready.Set(boolGauge(s == StateReady))
 	lvl := m.log.Info
 	if s == StateSIMError || s == StateRecovering {
 		lvl = m.log.Warn
@@ -660,13 +659,6 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-func boolGauge(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // Probe opens the port once and initialises the modem, for the diag and

@@ -18,7 +18,6 @@ type metrics struct {
 	cmgs         prometheus.Histogram
 	signal       prometheus.Gauge
 	registration prometheus.Gauge
-	ready        prometheus.Gauge
 	reconnects   prometheus.Counter
 	recoveries   *prometheus.CounterVec
 }
@@ -41,7 +40,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		signal:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "sms_modem_signal_rssi", Help: "+CSQ rssi (0..31, 99 unknown)."}),
 		registration: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sms_modem_registration_stat", Help: "+CREG/+CEREG stat (1 home, 5 roaming, -1 unknown)."}),
-		ready:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "sms_modem_ready", Help: "1 when the modem can send now."}),
 		reconnects:   prometheus.NewCounter(prometheus.CounterOpts{Name: "sms_modem_reconnects_total", Help: "Port reopenings."}),
 		recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sms_modem_recoveries_total", Help: "Recovery ladder steps taken.",
@@ -50,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.registration.Set(-1)
 	m.signal.Set(99)
 	if reg != nil {
-		reg.MustRegister(m.atLatency, m.atErrors, m.cmsErrors, m.cmgs, m.signal, m.registration, m.ready, m.reconnects, m.recoveries)
+		reg.MustRegister(m.atLatency, m.atErrors, m.cmsErrors, m.cmgs, m.signal, m.registration, m.reconnects, m.recoveries)
 	}
 	return m
 }

@@ -180,6 +180,12 @@ func (s *Sender) consumer(ctx context.Context) (jetstream.Consumer, error) {
 
 func (s *Sender) resetConsumer() { s.mu.Lock(); s.cons = nil; s.mu.Unlock() }
 
+// Use switches the sender to js, a new connection's JetStream after the old
+// one closed for good. A job in flight publishes its result through it.
+func (s *Sender) Use(js jetstream.JetStream) { s.mu.Lock(); s.js, s.cons = js, nil; s.mu.Unlock() }
+
+func (s *Sender) jetStream() jetstream.JetStream { s.mu.Lock(); defer s.mu.Unlock(); return s.js }
+
 // handle processes one delivery to the end: publish a result and ack, or
 // leave the job for redelivery when nothing was sent and we are stopping.
 func (s *Sender) handle(runCtx context.Context, msg jetstream.Msg) {
@@ -428,7 +434,7 @@ func (s *Sender) publish(ctx context.Context, r schema.Result) error {
 	b := backoff.New(100*time.Millisecond, 3*time.Second)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := s.js.Publish(pctx, r.Subject(), data, jetstream.WithMsgID(r.MsgID()), jetstream.WithExpectStream(schema.ResultsStream))
+		_, err := s.jetStream().Publish(pctx, r.Subject(), data, jetstream.WithMsgID(r.MsgID()), jetstream.WithExpectStream(schema.ResultsStream))
 		cancel()
 		if err == nil {
 			return nil

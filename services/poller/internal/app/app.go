@@ -24,8 +24,13 @@ import (
 const drainTimeout = 10 * time.Second
 
 // Run runs the poller until ctx ends, then stops claiming, reports the
-// results already waiting and shuts the broker down cleanly.
-func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
+// results already waiting and shuts the broker down cleanly. A broker that
+// fails for good ends Run the same way, early, with the broker's error:
+// the process exits non-zero and its supervisor restarts it.
+func Run(ctx context.Context, cfg Config, log *zap.Logger) error { return run(ctx, cfg, log, nil) }
+
+// run is Run; started, when set, sees the broker once it runs (tests break it).
+func run(ctx context.Context, cfg Config, log *zap.Logger, started func(*broker.Broker)) error {
 	countries := cfg.CountryCodes()
 	hs := health.New(log)
 
@@ -52,6 +57,29 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 		return err
 	}
 	defer b.Shutdown()
+	if started != nil {
+		started(b)
+	}
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	go func() {
+		select {
+		case <-b.Done():
+			if err := b.Err(); err != nil {
+				log.Error("broker failed; stopping so the poller is restarted", zap.Error(err))
+				stopRun(err)
+			}
+		case <-runCtx.Done():
+		}
+	}()
+	// fatal is why Run ends early: the cause runCtx was cancelled with,
+	// unless ctx (a signal) ended it.
+	fatal := func() error {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return context.Cause(runCtx)
+	}
 
 	provider := cfg.ProviderName()
 	up := &upstream.API{Client: api, Provider: provider, Log: log.Named("api")}
@@ -90,22 +118,27 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 
 	log.Info("poller starting", zap.String("provider", provider), zap.Strings("countries", countries),
 		zap.String("api", cfg.APIURL+cfg.APIPrefix), zap.String("broker", cfg.NATSListen))
-	if err := registerProvider(ctx, api, provider, countries, log); err != nil {
-		return nil // ctx ended while the API was unreachable
+	if err := registerProvider(runCtx, api, provider, countries, log); err != nil {
+		return fatal() // stopped while the API was unreachable
 	}
 
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := b.WatchDeadJobs(ctx, d.DeadJob); err != nil && ctx.Err() == nil {
-			log.Error("dead-job watcher stopped", zap.Error(err))
+		// Without the watcher, jobs that exhaust their deliveries would
+		// sit in the queue unreported for ever: nothing to retry here.
+		if err := b.WatchDeadJobs(runCtx, d.DeadJob); err != nil && runCtx.Err() == nil {
+			stopRun(err)
 		}
 	}()
-	err = d.Run(ctx, drainTimeout)
+	err = d.Run(runCtx, drainTimeout)
 	wg.Wait()
 	log.Info("poller stopped claiming; shutting the broker down")
-	return err
+	if err != nil {
+		return err
+	}
+	return fatal()
 }
 
 // registerProvider registers once, retrying until the API answers: the

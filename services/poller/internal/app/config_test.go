@@ -3,6 +3,7 @@ package app
 import (
 	"maps"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -71,5 +72,36 @@ func TestOIDCScopes(t *testing.T) {
 	cfg.IssuerURL, cfg.OIDCScopes = "http://idp.example/realms/sr", "openid,\\x"
 	if _, err := newTokens(cfg, zap.NewNop(), nil); !config.IsConfig(err) || !strings.Contains(err.Error(), "OIDC_SCOPES") {
 		t.Fatalf("newTokens with a bad scope: %v", err)
+	}
+}
+
+// Every secret the poller reads may come from a Docker secret file.
+func TestSecretsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c, err := config.LoadFrom[Config](map[string]string{
+		"SMS_API_URL": "http://api", "NATS_USER": "modem",
+		"NATS_PASSWORD_FILE":          file("nats", "n-pass"),
+		"KEYCLOAK_PASSWORD_FILE":      file("kc", "k-pass"),
+		"KEYCLOAK_CLIENT_SECRET_FILE": file("cs", "c-secret"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATSPass != "n-pass" || c.Password != "k-pass" || c.ClientSecret != "c-secret" {
+		t.Fatalf("%+v", c)
+	}
+	_, err = config.LoadFrom[Config](map[string]string{
+		"SMS_API_URL": "http://api", "NATS_USER": "modem",
+		"NATS_PASSWORD": "x", "NATS_PASSWORD_FILE": file("nats", "n-pass"),
+	})
+	if err == nil || !strings.Contains(err.Error(), "NATS_PASSWORD and NATS_PASSWORD_FILE") {
+		t.Fatalf("both set: %v", err)
 	}
 }

@@ -3,7 +3,8 @@
 // reaches it over TCP with a least-privilege user, the poller through an
 // in-process pipe with a per-start internal user. Every write is fsynced,
 // store limits are fixed rather than sized from free disk, and a fatal
-// server error marks the broker unhealthy instead of exiting the process.
+// server error (also one at run time, such as JetStream shut down by the
+// server) closes Done and shows in Err instead of exiting the process.
 package broker
 
 import (
@@ -37,6 +38,7 @@ const (
 	DefaultAckWait     = 2 * time.Minute
 	DefaultMaxDeliver  = 5
 	DefaultDeadJobScan = time.Minute
+	DefaultWatchEvery  = 5 * time.Second
 )
 
 const (
@@ -85,7 +87,11 @@ type Config struct {
 	// DeadJobScan is how often WatchDeadJobs rescans for jobs whose
 	// MAX_DELIVERIES advisory was missed or whose handling failed.
 	DeadJobScan time.Duration
-	Log         *zap.Logger
+	// WatchEvery is how often the running broker checks that JetStream is
+	// still enabled; the server turns it off by itself when the disk is
+	// full or the store stops being writable.
+	WatchEvery time.Duration
+	Log        *zap.Logger
 }
 
 func (c *Config) applyDefaults() {
@@ -109,6 +115,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.DeadJobScan <= 0 {
 		c.DeadJobScan = DefaultDeadJobScan
+	}
+	if c.WatchEvery <= 0 {
+		c.WatchEvery = DefaultWatchEvery
 	}
 	if c.Log == nil {
 		c.Log = zap.NewNop()
@@ -199,7 +208,33 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b.log.Info("broker started", zap.String("listen", srv.Addr().String()), zap.String("store", cfg.StoreDir))
+	go b.watch()
 	return b, nil
+}
+
+// watch turns a broker that stops working under the poller into a fatal
+// error: JetStream shut down by the server (it does that on a full disk or
+// a store that is no longer writable, logging why) or the in-process
+// connection closed. It ends when Done closes.
+func (b *Broker) watch() {
+	t := time.NewTicker(b.cfg.WatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-b.ncClosed:
+			if !b.shutdown.Load() {
+				b.fatal("the in-process broker connection closed")
+			}
+			return
+		case <-t.C:
+			if !b.shutdown.Load() && !b.srv.JetStreamEnabled() {
+				b.fatal("JetStream was shut down by the server (disk full or store not writable: see the errors logged before)")
+				return
+			}
+		}
+	}
 }
 
 func (b *Broker) init(ctx context.Context, host, internalPass string) error {
@@ -291,8 +326,12 @@ func (b *Broker) Claims() jetstream.KeyValue { return b.claims }
 func (b *Broker) ClientURL() string { return b.url }
 
 // Done is closed when the broker stops serving: after Shutdown or a fatal
-// server error. The poller cancels its run context on it.
+// server error. The poller stops on it, with Err as the reason.
 func (b *Broker) Done() <-chan struct{} { return b.done }
+
+// Err is the fatal error that stopped the broker (ErrFatal), or nil while
+// it runs and after a clean Shutdown.
+func (b *Broker) Err() error { return b.fatalErr() }
 
 // Healthy reports nil while the server runs with JetStream enabled. Running
 // out of storage makes the server shut JetStream down, which shows here.

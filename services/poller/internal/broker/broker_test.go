@@ -412,14 +412,44 @@ func TestShutdownIsCleanAndIdempotent(t *testing.T) {
 	}
 }
 
-func TestUnhealthyWhenJetStreamStops(t *testing.T) {
-	b := startBroker(t, testConfig(t))
-	// Running out of storage makes the server shut JetStream down this way.
+// JetStream shut down under a running broker (the server does that itself
+// on a full disk or a store it can no longer write) is unhealthy at once
+// and, within WatchEvery, a fatal error that closes Done.
+func TestJetStreamStoppingAtRunTimeIsFatal(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.WatchEvery = 50 * time.Millisecond
+	b := startBroker(t, cfg)
+	select {
+	case <-b.Done():
+		t.Fatal("Done closed on a healthy broker")
+	case <-time.After(3 * cfg.WatchEvery):
+	}
+	if err := b.Err(); err != nil {
+		t.Fatalf("Err on a healthy broker = %v", err)
+	}
 	if err := b.srv.ShutdownJetStream(); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Healthy(); !errors.Is(err, ErrJetStreamDisabled) {
 		t.Fatalf("Healthy without JetStream = %v, want ErrJetStreamDisabled", err)
+	}
+	select {
+	case <-b.Done():
+	case <-time.After(waitTimeout):
+		t.Fatal("Done not closed after JetStream stopped")
+	}
+	if err := b.Err(); !errors.Is(err, ErrFatal) || !strings.Contains(err.Error(), "JetStream") {
+		t.Fatalf("Err = %v, want ErrFatal naming JetStream", err)
+	}
+}
+
+// A clean Shutdown closes Done without an error.
+func TestShutdownIsNotAnError(t *testing.T) {
+	b := startBroker(t, testConfig(t))
+	b.Shutdown()
+	<-b.Done()
+	if err := b.Err(); err != nil {
+		t.Fatalf("Err after Shutdown = %v", err)
 	}
 }
 

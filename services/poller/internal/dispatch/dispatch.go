@@ -523,27 +523,29 @@ func (d *Dispatcher) reportLoop(ctx context.Context, drain time.Duration) {
 	// already here reach the API before the broker stops.
 	workCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	stopped := make(chan struct{})
-	go func() {
-		<-ctx.Done()
-		close(stopped)
-		time.AfterFunc(drain, cancel)
-	}()
+	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(drain, cancel) })
+	defer stopTimer()
 	for workCtx.Err() == nil {
+		draining := ctx.Err() != nil
 		wait := 30 * time.Second // a result ends the wait at once; a long pull keeps an idle Pi quiet
-		select {
-		case <-stopped:
+		if draining {
 			wait = 300 * time.Millisecond
-		default:
 		}
 		nctx, ncancel := context.WithTimeout(workCtx, wait)
+		stopPull := func() bool { return false }
+		if !draining {
+			// Shutdown cuts an idle long pull short; the drain uses short ones.
+			stopPull = context.AfterFunc(ctx, ncancel)
+		}
 		msg, err := cons.Next(jetstream.FetchContext(nctx))
+		stopPull()
 		ncancel()
 		if err != nil {
-			select {
-			case <-stopped:
+			if draining {
 				return // drained: nothing arrived within the short wait
-			default:
+			}
+			if ctx.Err() != nil {
+				continue // the long pull was cut short: drain now
 			}
 			if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) && workCtx.Err() == nil {
 				d.log.Warn("pull results", zap.Error(err))
