@@ -56,7 +56,7 @@ type Options struct {
 	// limit, API generation, token enforcement). Verify, DevEndpoints,
 	// ClockOffset and Logger are the harness's.
 	API smsapi.Options
-	Sim            modemsim.Config
+	Sim modemsim.Config
 	// Logs receives both binaries' logs; nil writes poller.log and modem.log in Dir.
 	Logs       io.Writer
 	LogLevel   string   // default info
@@ -79,8 +79,8 @@ type Stack struct {
 	PollerHTTP, ModemHTTP string
 	// NATSURL is the poller's broker, for clients with the modem's
 	// credentials (NATSUser, NATSPassword).
-	NATSURL string
-	ModemLink             string // the pty symlink the modem opens
+	NATSURL   string
+	ModemLink string // the pty symlink the modem opens
 
 	opts    Options
 	srv     *http.Server

@@ -12,15 +12,15 @@ import (
 )
 
 const (
-	streamMaxBytes    = 64 << 20
-	maxMsgSize        = schema.MaxMessageBytes
-	dedupWindow       = 24 * time.Hour
+	streamMaxBytes = 64 << 20
+	maxMsgSize     = schema.MaxMessageBytes
+	dedupWindow    = 24 * time.Hour
 	// claimsTTL keeps a claim record for longer than any result can take to
 	// be reported and any claim can be re-queued: a week.
 	claimsTTL = 7 * 24 * time.Hour
 	// Dead letters are kept for an operator for a month, at most this many.
-	deadMaxAge  = 30 * 24 * time.Hour
-	deadMaxMsgs = 10000
+	deadMaxAge        = 30 * 24 * time.Hour
+	deadMaxMsgs       = 10000
 	resultsMaxMsgs    = 10000
 	resultsAckWait    = 30 * time.Second
 	resultsAckPending = 256

@@ -42,7 +42,7 @@ type Record struct {
 	// must not be sent), and is what a re-queue republishes.
 	Job     *schema.Job    `json:"job,omitempty"`
 	Result  *schema.Result `json:"result,omitempty"`
-	Updated time.Time   `json:"updated"`
+	Updated time.Time      `json:"updated"`
 }
 
 // Issued reports whether jobID was issued for this SMS.
