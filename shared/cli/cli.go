@@ -55,12 +55,17 @@ func Run[T Logged](name string, fn func(ctx context.Context, cfg T, log *zap.Log
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	log, err := logging.New(cfg.Logging())
+	level, format := cfg.Logging()
+	var file logging.File // LOG_FILE, for configurations that embed logging.File
+	if f, ok := any(cfg).(interface{ LogFile() logging.File }); ok {
+		file = f.LogFile()
+	}
+	log, closeLog, err := logging.Open(level, format, file, name)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	defer logging.Sync(log)
+	defer closeLog()
 	ctx, stop := SignalContext()
 	defer stop()
 	if err := fn(ctx, cfg, log); err != nil && ctx.Err() == nil {

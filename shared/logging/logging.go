@@ -13,9 +13,19 @@ import (
 // New returns a logger writing to stderr. format is "json" (the default,
 // for journald and Docker) or "console" for humans.
 func New(level, format string) (*zap.Logger, error) {
+	cfg, err := newConfig(level, format)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.Build()
+}
+
+// newConfig is the zap configuration for LOG_LEVEL and LOG_FORMAT, shared by
+// the stderr logger (New) and the file logger (Open).
+func newConfig(level, format string) (zap.Config, error) {
 	lvl, err := zapcore.ParseLevel(strings.ToLower(strings.TrimSpace(level)))
 	if err != nil {
-		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+		return zap.Config{}, fmt.Errorf("LOG_LEVEL: %w", err)
 	}
 	var cfg zap.Config
 	switch strings.ToLower(format) {
@@ -28,11 +38,11 @@ func New(level, format string) (*zap.Logger, error) {
 		cfg.Development = false
 		cfg.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
 	default:
-		return nil, fmt.Errorf("LOG_FORMAT %q: want json or console", format)
+		return zap.Config{}, fmt.Errorf("LOG_FORMAT %q: want json or console", format)
 	}
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	cfg.DisableStacktrace = lvl > zapcore.DebugLevel
-	return cfg.Build()
+	return cfg, nil
 }
 
 // Sync flushes the logger, ignoring the EINVAL that syncing a terminal or

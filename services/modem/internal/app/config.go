@@ -1,6 +1,9 @@
 package app
 
-import "github.com/sensorsreport/smsgw/shared/config"
+import (
+	"github.com/sensorsreport/smsgw/shared/config"
+	"github.com/sensorsreport/smsgw/shared/logging"
+)
 
 // Config is the modem service's configuration; the variable names are the
 // interface documented in design.md.
@@ -19,6 +22,9 @@ type Config struct {
 	HTTPAddr    string          `env:"HTTP_ADDR" envDefault:":8081"`
 	LogLevel    string          `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat   string          `env:"LOG_FORMAT" envDefault:"json"`
+	// LOG_FILE, LOG_FILE_MAX_SIZE, LOG_FILE_BACKUPS (legacy LogFile,
+	// MaxLogFileSize, LogBackupCount).
+	logging.File
 
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxParts  int             `env:"MODEM_MAX_PARTS" envDefault:"10"`

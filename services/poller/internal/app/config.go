@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/sensorsreport/smsgw/shared/config"
+	"github.com/sensorsreport/smsgw/shared/logging"
 )
 
 // Config is the poller's configuration; the variable names are the
@@ -32,6 +33,9 @@ type Config struct {
 	HTTPAddr   string `env:"HTTP_ADDR" envDefault:":8080"`
 	LogLevel   string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat  string `env:"LOG_FORMAT" envDefault:"json"`
+	// LOG_FILE, LOG_FILE_MAX_SIZE, LOG_FILE_BACKUPS (legacy LogFile,
+	// MaxLogFileSize, LogBackupCount).
+	logging.File
 
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxQueued  int             `env:"MAX_QUEUED_JOBS" envDefault:"2"`
