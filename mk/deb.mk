@@ -56,8 +56,11 @@ test-arm: ## unit tests of pdu, at, ledger and sender for linux/arm64 and linux/
 	cd services/modem && GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static $(ARM_TEST_PKGS)
 	cd services/modem && GOARCH=arm GOARM=6 $(GO) test -count=1 -exec qemu-arm-static $(ARM_TEST_PKGS)
 
-deb-rootfs: $(DEB_ROOTFS) ## Debian rootfs with systemd for e2e-deb (debootstrap, cached), imported as $(DEB_IMAGE)
-	@$(DOCKER) image inspect '$(DEB_IMAGE)' >/dev/null 2>&1 || $(DOCKER) import '$(DEB_ROOTFS)' '$(DEB_IMAGE)'
+# The imported image outlives checkouts (CI clones afresh), so it is reused
+# when present; to refresh it: docker image rm $(DEB_IMAGE), rm $(DEB_ROOTFS).
+deb-rootfs: ## Debian rootfs with systemd for e2e-deb (debootstrap, cached in .cache/deb), imported as $(DEB_IMAGE)
+	@if $(DOCKER) image inspect '$(DEB_IMAGE)' >/dev/null 2>&1; then echo "using image $(DEB_IMAGE)"; \
+	else $(MAKE) --no-print-directory '$(DEB_ROOTFS)' && $(DOCKER) import '$(DEB_ROOTFS)' '$(DEB_IMAGE)'; fi
 
 $(DEB_ROOTFS):
 	@command -v debootstrap >/dev/null || { echo "deb-rootfs needs debootstrap (apt-get install debootstrap)"; exit 1; }
@@ -67,8 +70,6 @@ $(DEB_ROOTFS):
 	tar -C '$(DEB_CACHE)/rootfs' --numeric-owner -cf '$@.tmp' .
 	rm -rf '$(DEB_CACHE)/rootfs'
 	mv '$@.tmp' '$@'
-	@# a new tarball makes the imported image stale
-	-$(DOCKER) image rm '$(DEB_IMAGE)' >/dev/null 2>&1
 
 e2e-deb: deb-amd64 deb-rootfs build ## install the amd64 .deb in a systemd container: delivery, kill+restart, remove, purge
 	SMSGW_DEB='$(abspath $(DIST))/smsgw_$(DEB_VERSION)_amd64.deb' SMSGW_DEB_IMAGE='$(DEB_IMAGE)' \

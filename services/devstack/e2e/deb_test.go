@@ -218,6 +218,9 @@ EOF`, harness.ClientSecret, harness.User, harness.Password))
 		if user := h.sh("stat -c %U /proc/" + h.unitProp(u, "MainPID")); user != "smsgw" {
 			t.Errorf("%s runs as %q", u, user)
 		}
+		if ty, wd := h.unitProp(u, "Type"), h.unitProp(u, "WatchdogUSec"); ty != "notify" || wd != "30s" {
+			t.Errorf("%s: Type=%s WatchdogSec=%s, want notify and 30s", u, ty, wd)
+		}
 	}
 	// The broker listens on loopback only.
 	if ls := h.sh("cat /proc/net/tcp"); !strings.Contains(ls, "0100007F:107E 00000000:0000 0A") {
