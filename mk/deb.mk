@@ -49,12 +49,15 @@ $(addprefix deb-,$(DEB_ARCHES)): deb-%:
 
 # go test -exec runs each test binary under user-mode QEMU; no binfmt_misc
 # registration is needed. No -race: the race detector is amd64/arm64-only
-# and not supported under QEMU.
+# and not supported under QEMU. GOWORK=off, CGO_ENABLED=0 and -trimpath as
+# in `make cross` and `make deb`, so the dependencies compiled there (the
+# embedded nats-server above all) are reused from the build cache.
+ARM_TEST_ENV := GOWORK=off CGO_ENABLED=0
 test-arm: ## unit tests of pdu, at, ledger and sender for linux/arm64 and linux/arm/v6 under qemu-user-static
 	@command -v qemu-aarch64-static >/dev/null && command -v qemu-arm-static >/dev/null || \
 		{ echo "test-arm needs qemu-user-static (apt-get install qemu-user-static)"; exit 1; }
-	cd services/modem && GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static $(ARM_TEST_PKGS)
-	cd services/modem && GOARCH=arm GOARM=6 $(GO) test -count=1 -exec qemu-arm-static $(ARM_TEST_PKGS)
+	cd services/modem && $(ARM_TEST_ENV) GOARCH=arm64 $(GO) test -trimpath -count=1 -exec qemu-aarch64-static $(ARM_TEST_PKGS)
+	cd services/modem && $(ARM_TEST_ENV) GOARCH=arm GOARM=6 $(GO) test -trimpath -count=1 -exec qemu-arm-static $(ARM_TEST_PKGS)
 
 # The imported image outlives checkouts (CI clones afresh), so it is reused
 # when present; to refresh it: docker image rm $(DEB_IMAGE), rm $(DEB_ROOTFS).
