@@ -61,6 +61,7 @@ bench: build ## measure overhead, utilisation, latency and footprint (BENCH_QUIC
 	./bin/devstack bench --bin ./bin --out bench/results
 
 clean:
-	rm -rf bin .demo
+	rm -rf bin .demo dist
 
 -include mk/docker.mk
+-include mk/deb.mk

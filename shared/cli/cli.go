@@ -55,11 +55,16 @@ func Run[T Logged](name string, fn func(ctx context.Context, cfg T, log *zap.Log
 	if code != 0 {
 		return code
 	}
-	log, err := logging.New(cfg.Logging())
+	level, format := cfg.Logging()
+	var file logging.File // LOG_FILE, for configurations that embed logging.File
+	if f, ok := any(cfg).(interface{ LogFile() logging.File }); ok {
+		file = f.LogFile()
+	}
+	log, closeLog, err := logging.Open(level, format, file, name)
 	if err != nil {
 		return configFailed(name, err)
 	}
-	defer logging.Sync(log)
+	defer closeLog()
 	ctx, stop := SignalContext()
 	defer stop()
 	err = fn(ctx, cfg, log)

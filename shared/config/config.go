@@ -40,6 +40,27 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 func (d Duration) String() string { return time.Duration(d).String() }
 
+// ByteSize accepts a bare number of bytes (the unit of the legacy
+// MaxLogFileSize key) or a number with a binary suffix: K, M or G, each
+// optionally followed by "B" or "iB" ("10M", "10MiB", "512KB" = 512 KiB).
+type ByteSize int64
+
+// UnmarshalText implements encoding.TextUnmarshaler for caarlos0/env.
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	num := strings.TrimRight(s, "KkMmGgiIbB")
+	unit := strings.ToUpper(strings.TrimSpace(s[len(num):]))
+	num = strings.TrimSpace(num)
+	shift := map[string]uint{"": 0, "B": 0, "K": 10, "KB": 10, "KIB": 10, "M": 20, "MB": 20, "MIB": 20, "G": 30, "GB": 30, "GIB": 30}
+	sh, okUnit := shift[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if !okUnit || err != nil || n < 0 || n > (1<<62)>>sh {
+		return fmt.Errorf("invalid size %q: use a number of bytes or 10M, 512K, 1G", s)
+	}
+	*b = ByteSize(n << sh)
+	return nil
+}
+
 // legacyKeys maps config.ini [SECTION]Key to the environment variables it
 // feeds. One legacy key may feed several variables.
 var legacyKeys = map[string][]string{
@@ -57,6 +78,9 @@ var legacyKeys = map[string][]string{
 	"KEYCLOAK.KeycloakClientId":     {"KEYCLOAK_CLIENT_ID"},
 	"KEYCLOAK.KeycloakClientSecret": {"KEYCLOAK_CLIENT_SECRET"},
 	"LOGGING.LogLevel":              {"LOG_LEVEL"},
+	"LOGGING.LogFile":               {"LOG_FILE"},
+	"LOGGING.MaxLogFileSize":        {"LOG_FILE_MAX_SIZE"},
+	"LOGGING.LogBackupCount":        {"LOG_FILE_BACKUPS"},
 }
 
 // legacySource names the INI key that feeds variable name.

@@ -181,6 +181,9 @@ func settingsOf(t reflect.Type) []field {
 		sf := t.Field(i)
 		tag, ok := sf.Tag.Lookup("env")
 		if !ok {
+			if sf.Anonymous { // an embedded group of settings, e.g. logging.File
+				out = append(out, settingsOf(sf.Type)...)
+			}
 			continue
 		}
 		name, opts, _ := strings.Cut(tag, ",")

@@ -81,7 +81,7 @@ func TestSettingsComeFromTheTags(t *testing.T) {
 	}
 	var b bytes.Buffer
 	PrintSettings[checked](&b)
-	if !strings.Contains(b.String(), "POLL_INTERVAL") || !strings.Contains(b.String(), "(required)") || !strings.Contains(b.String(), "(secret)") {
+	if !strings.Contains(b.String(), "POLL_INTERVAL") || !strings.Contains(b.String(), "(required)") || !strings.Contains(b.String(), "(secret; or a file named by ") {
 		t.Fatal(b.String())
 	}
 }

@@ -42,7 +42,7 @@ func PrintSettings[T any](w io.Writer) {
 		}
 		help := s.Help
 		if s.Secret {
-			help = strings.TrimSpace(help + " (secret)")
+			help = strings.TrimSpace(help + " (secret; or a file named by " + s.Var + FileSuffix + ")")
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Var, def, help)
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/sensorsreport/smsgw/shared/sdnotify"
 )
 
 // Check returns nil when the probed condition holds, or the reason it does not.
@@ -34,6 +36,11 @@ type Server struct {
 
 	srv *http.Server
 	ln  net.Listener
+
+	// The systemd watchdog feeder (shared/sdnotify), owned by Start and
+	// stopped by Shutdown.
+	stopWatchdog context.CancelFunc
+	watchdogDone chan struct{}
 }
 
 // New builds a server with a fresh registry holding the Go and process
@@ -87,14 +94,43 @@ func (s *Server) Start(addr string) error {
 		}
 	}()
 	s.log.Info("health server listening", zap.String("addr", ln.Addr().String()))
+	// Under systemd (Type=notify) the service counts as started once it
+	// serves its health endpoints; from then on the watchdog is fed while
+	// the liveness check passes.
+	if _, err := sdnotify.Ready(); err != nil {
+		s.log.Warn("systemd readiness notification failed", zap.Error(err))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopWatchdog, s.watchdogDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.watchdogDone)
+		sdnotify.Watchdog(ctx, s.checkLive, s.log)
+	}()
 	return nil
+}
+
+func (s *Server) checkLive() error {
+	s.mu.RLock()
+	c := s.live
+	s.mu.RUnlock()
+	if c == nil {
+		return nil
+	}
+	return c()
 }
 
 // Addr is the bound address, valid after Start.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Shutdown stops the server.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.stopWatchdog != nil {
+		_, _ = sdnotify.Stopping()
+		s.stopWatchdog()
+		<-s.watchdogDone
+	}
+	return s.srv.Shutdown(ctx)
+}
 
 // Probe GETs path on the server at addr (as configured, e.g. ":8080") and
 // returns nil on a 200. It is the body of the `healthcheck` subcommand.

@@ -16,9 +16,19 @@ import (
 // New returns a logger writing to stderr. format is "json" (the default,
 // for journald and Docker) or "console" for humans.
 func New(level, format string) (*zap.Logger, error) {
+	cfg, err := newConfig(level, format)
+	if err != nil {
+		return nil, err
+	}
+	return cfg.Build()
+}
+
+// newConfig is the zap configuration for LOG_LEVEL and LOG_FORMAT, shared by
+// the stderr logger (New) and the file logger (Open).
+func newConfig(level, format string) (zap.Config, error) {
 	lvl, err := zapcore.ParseLevel(strings.ToLower(strings.TrimSpace(level)))
 	if err != nil {
-		return nil, &config.Error{Var: "LOG_LEVEL", Value: level, Set: true, Want: "debug, info, warn or error"}
+		return zap.Config{}, &config.Error{Var: "LOG_LEVEL", Value: level, Set: true, Want: "debug, info, warn or error"}
 	}
 	var cfg zap.Config
 	switch strings.ToLower(format) {
@@ -34,11 +44,11 @@ func New(level, format string) (*zap.Logger, error) {
 			cfg.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
 		}
 	default:
-		return nil, &config.Error{Var: "LOG_FORMAT", Value: format, Set: true, Want: "json or console"}
+		return zap.Config{}, &config.Error{Var: "LOG_FORMAT", Value: format, Set: true, Want: "json or console"}
 	}
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	cfg.DisableStacktrace = lvl > zapcore.DebugLevel
-	return cfg.Build()
+	return cfg, nil
 }
 
 // Colour reports whether f is a terminal that should get colour: a

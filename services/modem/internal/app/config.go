@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/sensorsreport/smsgw/shared/config"
+	"github.com/sensorsreport/smsgw/shared/logging"
 )
 
 // Config is the modem service's configuration; the variable names are the
@@ -25,6 +26,9 @@ type Config struct {
 	HTTPAddr    string          `env:"HTTP_ADDR" envDefault:":8081" help:"address of /healthz, /readyz and /metrics"`
 	LogLevel    string          `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	LogFormat   string          `env:"LOG_FORMAT" envDefault:"json" help:"json or console"`
+	// LOG_FILE, LOG_FILE_MAX_SIZE, LOG_FILE_BACKUPS (legacy LogFile,
+	// MaxLogFileSize, LogBackupCount).
+	logging.File
 
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxParts  int             `env:"MODEM_MAX_PARTS" envDefault:"10" help:"longest message, in SMS parts"`

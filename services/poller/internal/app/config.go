@@ -9,6 +9,7 @@ import (
 
 	"github.com/sensorsreport/smsgw/services/poller/internal/auth"
 	"github.com/sensorsreport/smsgw/shared/config"
+	"github.com/sensorsreport/smsgw/shared/logging"
 )
 
 const scopesWant = "OAuth scope tokens (printable ASCII without quotes or backslashes) separated by spaces or commas, e.g. openid"
@@ -39,6 +40,9 @@ type Config struct {
 	HTTPAddr   string `env:"HTTP_ADDR" envDefault:":8080" help:"address of /healthz, /readyz and /metrics"`
 	LogLevel   string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	LogFormat  string `env:"LOG_FORMAT" envDefault:"json" help:"json or console"`
+	// LOG_FILE, LOG_FILE_MAX_SIZE, LOG_FILE_BACKUPS (legacy LogFile,
+	// MaxLogFileSize, LogBackupCount).
+	logging.File
 
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxQueued  int             `env:"MAX_QUEUED_JOBS" envDefault:"2" help:"unsent jobs allowed to wait for the modem"`
