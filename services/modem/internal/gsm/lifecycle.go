@@ -102,7 +102,15 @@ func (m *Modem) session(ctx context.Context, eng *at.Engine, failures *int) erro
 			if err := m.recover(ctx, eng); err != nil {
 				return err
 			}
+		case <-m.in.kick:
+			if err := m.readInbox(ctx, eng); err != nil {
+				if errors.Is(err, at.ErrClosed) {
+					return err
+				}
+				m.log.Warn("reading incoming messages failed; retrying at the next keep-alive", zap.Error(err))
+			}
 		case <-keep.C:
+			m.kickInbox() // catches announcements lost while disconnected
 			if err := m.poll(ctx, eng); err != nil {
 				if errors.Is(err, at.ErrClosed) {
 					return err
@@ -165,6 +173,9 @@ func (m *Modem) initialise(ctx context.Context, eng *at.Engine) error {
 			break
 		}
 	}
+	if m.cfg.Receiver != nil {
+		m.alignStorage(ctx, eng)
+	}
 	// Boot-like URCs seen while initialising are covered by this init; most
 	// come from our own PIN entry ("+CPIN: READY", "SMS Ready") and would
 	// otherwise start a second init right after the first.
@@ -173,6 +184,7 @@ func (m *Modem) initialise(ctx context.Context, eng *at.Engine) error {
 	default:
 	}
 	m.setState(StateReady, "")
+	m.kickInbox() // read what arrived while we were away
 	return nil
 }
 

@@ -46,8 +46,14 @@ type Config struct {
 	SendTimeout      time.Duration // one AT+CMGS (MODEM_SEND_TIMEOUT)
 	KeepAlive        time.Duration // how often signal and registration are polled
 	RegistrationPoll time.Duration
-	Log              *zap.Logger
-	Reg              prometheus.Registerer
+	// Receiver takes incoming SMS and status reports; nil leaves the SIM
+	// store alone (MODEM_RECEIVE=false, and the diag tools).
+	Receiver Receiver
+	// DeliveryReports sets TP-SRR on every part submitted
+	// (MODEM_DELIVERY_REPORTS).
+	DeliveryReports bool
+	Log             *zap.Logger
+	Reg             prometheus.Registerer
 }
 
 // Modem owns the port and the AT engine.
@@ -66,6 +72,8 @@ type Modem struct {
 
 	kick   chan struct{} // a send saw the modem misbehave: recover
 	reinit chan string   // a boot URC: settings are gone
+
+	in inbox
 }
 
 // New builds a modem; Run brings it up.
@@ -92,6 +100,7 @@ func New(cfg Config, opener *device.Opener) *Modem {
 		changed: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
 		reinit:  make(chan string, 1),
+		in:      inbox{kick: make(chan struct{}, 1)},
 	}
 	m.status = Status{State: StateDisconnected, Registration: -1, Signal: 99, Since: time.Now()}
 	return m

@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/sensorsreport/smsgw/services/modem/internal/at"
+	"github.com/sensorsreport/smsgw/services/modem/internal/pdu"
 )
 
 // ErrSubmitInterrupted: the modem was lost after the PDU was written, so the
 // SMS may have left; the sender must never resend it.
 var ErrSubmitInterrupted = errors.New("modem lost after the PDU was written")
 
-// Submit sends one TPDU. It refuses when the modem is not ready, so nothing
+// Submit sends one TPDU, with TP-SRR set when Config.DeliveryReports asks
+// for a status report on every part. It refuses when the modem is not ready, so nothing
 // is written to a modem that is initialising or recovering.
 func (m *Modem) Submit(ctx context.Context, tpduLen int, hexPDU string) (int, error) {
 	m.mu.Lock()
@@ -22,6 +24,12 @@ func (m *Modem) Submit(ctx context.Context, tpduLen int, hexPDU string) (int, er
 	m.mu.Unlock()
 	if eng == nil || st != StateReady {
 		return 0, fmt.Errorf("%w: %s", ErrNotReady, st)
+	}
+	if m.cfg.DeliveryReports {
+		var err error
+		if hexPDU, err = pdu.RequestStatusReport(hexPDU); err != nil {
+			return 0, err
+		}
 	}
 	start := time.Now()
 	mr, err := eng.SendPDU(ctx, tpduLen, hexPDU, m.cfg.SendTimeout)

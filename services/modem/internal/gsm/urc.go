@@ -10,6 +10,9 @@ import (
 
 // onURC runs on the engine's URC goroutine: it must not issue commands.
 func (m *Modem) onURC(u at.URC) {
+	if m.onReceiveURC(u) {
+		return
+	}
 	line := strings.TrimSpace(u.Line)
 	switch {
 	case line == "RDY", line == "+CFUN: 1", line == "SMS Ready", line == "Call Ready",
