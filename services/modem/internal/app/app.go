@@ -35,6 +35,7 @@ func NewModem(cfg Config, log *zap.Logger, hs *health.Server) *gsm.Modem {
 	return gsm.New(gsm.Config{
 		PIN: cfg.PIN, CommandTimeout: cfg.Timeout.D(), SendTimeout: cfg.SendTimeout.D(),
 		KeepAlive: cfg.KeepAlive.D(), Log: log.Named("modem"), Reg: reg,
+		DeliveryReports: cfg.DeliveryReports,
 	}, opener)
 }
 
@@ -75,6 +76,12 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+
+	stopReceive, err := startReceive(ctx, cfg, js, modem, log, hs.Registry)
+	if err != nil {
+		return err
+	}
+	defer stopReceive()
 
 	// The modem's own lifecycle stops only after the sender has finished:
 	// a send in flight at SIGTERM still needs the port.

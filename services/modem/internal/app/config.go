@@ -20,6 +20,11 @@ type Config struct {
 	LogLevel    string          `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat   string          `env:"LOG_FORMAT" envDefault:"json"`
 
+	// The receive path: incoming SMS and delivery reports (issue 13).
+	Receive           bool            `env:"MODEM_RECEIVE" envDefault:"true"`
+	ReassemblyTimeout config.Duration `env:"MODEM_REASSEMBLY_TIMEOUT" envDefault:"10m"`
+	DeliveryReports   bool            `env:"MODEM_DELIVERY_REPORTS" envDefault:"true"`
+
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxParts  int             `env:"MODEM_MAX_PARTS" envDefault:"10"`
 	KeepAlive config.Duration `env:"MODEM_KEEPALIVE" envDefault:"30s"`

@@ -30,6 +30,13 @@ type Receiver interface {
 	Receive(ctx context.Context, tpdu []byte) error
 }
 
+// SetReceiver makes r the Receiver; call it before Run.
+func (m *Modem) SetReceiver(r Receiver) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cfg.Receiver = r
+}
+
 // receiveTimeout bounds one Receive call so a broker outage cannot stall
 // the keep-alive and recovery of the session loop.
 const receiveTimeout = 10 * time.Second

@@ -18,6 +18,7 @@ import (
 	"github.com/sensorsreport/smsgw/services/poller/internal/broker"
 	"github.com/sensorsreport/smsgw/services/poller/internal/dispatch"
 	"github.com/sensorsreport/smsgw/services/poller/internal/smsapi"
+	"github.com/sensorsreport/smsgw/services/poller/internal/webhook"
 	"github.com/sensorsreport/smsgw/shared/health"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -57,6 +58,11 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 		apiCfg.Token = tokens.Token
 	}
 	api, err := smsapi.New(apiCfg)
+	if err != nil {
+		return err
+	}
+
+	hookURL, hookSecret, err := cfg.Webhook()
 	if err != nil {
 		return err
 	}
@@ -117,6 +123,15 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 			log.Error("dead-job watcher stopped", zap.Error(err))
 		}
 	}()
+	fwd, err := webhook.New(ctx, webhook.Config{URL: hookURL, Secret: hookSecret, Log: log.Named("webhook"), Reg: hs.Registry}, b.JetStream())
+	if err != nil {
+		return err
+	}
+	if hookURL == "" {
+		log.Info("no INCOMING_WEBHOOK_URL: incoming SMS and delivery reports are kept in the broker and logged")
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = fwd.Run(ctx) }()
 	err = d.Run(ctx, drainTimeout)
 	wg.Wait()
 	log.Info("poller stopped claiming; shutting the broker down")

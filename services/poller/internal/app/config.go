@@ -1,6 +1,8 @@
 package app
 
 import (
+	"errors"
+	"net/url"
 	"os"
 	"strings"
 
@@ -32,6 +34,11 @@ type Config struct {
 	HTTPAddr   string `env:"HTTP_ADDR" envDefault:":8080"`
 	LogLevel   string `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat  string `env:"LOG_FORMAT" envDefault:"json"`
+
+	// Events from the modem (sms.received, sms.delivery) go to this URL,
+	// signed with the secret; empty keeps them in the broker only.
+	WebhookURL    string `env:"INCOMING_WEBHOOK_URL"`
+	WebhookSecret string `env:"INCOMING_WEBHOOK_SECRET,unset"`
 
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxQueued  int             `env:"MAX_QUEUED_JOBS" envDefault:"2"`
@@ -79,3 +86,20 @@ func (c Config) CountryCodes() []string {
 
 // Logging implements cli.Logged.
 func (c Config) Logging() (level, format string) { return c.LogLevel, c.LogFormat }
+
+// Webhook checks INCOMING_WEBHOOK_URL and INCOMING_WEBHOOK_SECRET: the URL
+// must be absolute http(s) and needs a secret, or receivers could not tell
+// our events from forged ones.
+func (c Config) Webhook() (string, string, error) {
+	if c.WebhookURL == "" {
+		return "", "", nil
+	}
+	u, err := url.Parse(c.WebhookURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", "", errors.New("INCOMING_WEBHOOK_URL must be an absolute http:// or https:// URL")
+	}
+	if c.WebhookSecret == "" {
+		return "", "", errors.New("INCOMING_WEBHOOK_SECRET is required when INCOMING_WEBHOOK_URL is set")
+	}
+	return c.WebhookURL, c.WebhookSecret, nil
+}

@@ -27,3 +27,27 @@ func TestCountryCodes(t *testing.T) {
 		t.Errorf("CountryCodes = %v", got)
 	}
 }
+
+func TestWebhookConfig(t *testing.T) {
+	for _, tc := range []struct {
+		url, secret, err string
+	}{
+		{"", "", ""},
+		{"", "s", ""},
+		{"https://hooks.example/sms", "s", ""},
+		{"http://10.0.0.2:9000/in", "s", ""},
+		{"https://hooks.example/sms", "", "INCOMING_WEBHOOK_SECRET"},
+		{"hooks.example/sms", "s", "INCOMING_WEBHOOK_URL"},
+		{"ftp://hooks.example/sms", "s", "INCOMING_WEBHOOK_URL"},
+		{"https://", "s", "INCOMING_WEBHOOK_URL"},
+		{"::", "s", "INCOMING_WEBHOOK_URL"},
+	} {
+		u, s, err := Config{WebhookURL: tc.url, WebhookSecret: tc.secret}.Webhook()
+		switch {
+		case tc.err == "" && (err != nil || u != tc.url || (u != "" && s != tc.secret)):
+			t.Errorf("%q/%q: %q, %v", tc.url, tc.secret, u, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q/%q: error %v, want one naming %s", tc.url, tc.secret, err, tc.err)
+		}
+	}
+}

@@ -380,7 +380,7 @@ func buildUsers(modemUser, modemPass string) ([]*server.User, string, error) {
 
 // modemPermissions allows exactly what the modem's jetstream client uses:
 // bind to and pull from its consumer, ack (including DoubleAck, InProgress,
-// Nak, Term), publish results and heartbeats, and receive replies. It can
+// Nak, Term), publish results, events and heartbeats, and receive replies. It can
 // neither create nor inspect any other stream, consumer or KV bucket.
 func modemPermissions() *server.Permissions {
 	jobs, cons := schema.JobsStream, schema.JobsConsumer
@@ -391,6 +391,7 @@ func modemPermissions() *server.Permissions {
 			"$JS.ACK." + jobs + "." + cons + ".>",
 			schema.ResultsFilter,
 			schema.StatusSubject,
+			schema.EventsFilter, // incoming SMS and delivery reports
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{nats.InboxPrefix + ">"}},
 	}
