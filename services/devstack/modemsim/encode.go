@@ -197,6 +197,17 @@ func deliverPDUs(in Incoming, ref int) ([][]byte, error) {
 	return out, nil
 }
 
+// DeliverPDUs returns the SMS-DELIVER TPDUs (without the SMSC field) the
+// network would deliver for in, in part order, with concatenation
+// reference ref; tests of a receiver use it as an independent encoder.
+func DeliverPDUs(in Incoming, ref int) ([][]byte, error) { return deliverPDUs(in, ref) }
+
+// StatusReportPDU returns an SMS-STATUS-REPORT TPDU for the part with
+// message reference mr sent to recipient, with TP-ST st.
+func StatusReportPDU(mr int, recipient string, submitted, discharged time.Time, st byte) []byte {
+	return statusReportPDU(mr, recipient, submitted, discharged, st)
+}
+
 // statusReportPDU builds an SMS-STATUS-REPORT for the part with TP-MR mr.
 func statusReportPDU(mr int, recipient string, scts, dt time.Time, st byte) []byte {
 	t := []byte{0x06, byte(mr)} // STATUS-REPORT, MMS; TP-SRQ 0
