@@ -218,3 +218,29 @@ func TestStoredReportsAndLoopback(t *testing.T) {
 		t.Errorf("looped back with loopback off: %+v", st)
 	}
 }
+
+func TestHangOnStopsBeforeTheCommandRuns(t *testing.T) {
+	s, addr := startTCP(t, Config{})
+	c := dialTCP(t, addr)
+	c.exact(bootURCs)
+	c.cmd("ATE0", "ATE0\r\r\nOK\r\n")
+	if _, err := s.Deliver(Incoming{From: "+40711111111", Text: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	s.HangOn("at+cmgd")
+	c.cmd("AT+CMGR=1", "\r\n+CMGR: 0,,")
+	c.fill("CMGR", func(b []byte) bool { return strings.HasSuffix(string(b), "OK\r\n") })
+	c.buf = nil
+	c.send("AT+CMGD=1\r")
+	if err := s.WaitCommand(ctxT(t), "AT+CMGD=1", 1); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Store()) != 1 {
+		t.Fatal("the command ran")
+	}
+	s.Unhang()
+	c.cmd("AT+CMGD=1", "\r\nOK\r\n")
+	if len(s.Store()) != 0 {
+		t.Fatal("not deleted after Unhang")
+	}
+}

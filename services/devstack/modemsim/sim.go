@@ -166,6 +166,7 @@ type Sim struct {
 	cmsErrs   []int
 	hung      bool
 	hangCMGS  HangPoint
+	hangOn    string
 	noise     bool
 	lineNoise bool
 	regLost   bool

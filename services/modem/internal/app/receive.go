@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -23,6 +24,9 @@ const deliverySweep = 10 * time.Second
 // modem's Receiver and the tracker records what the sender submits. The
 // returned stop ends their goroutines and waits for them.
 func startReceive(ctx context.Context, cfg Config, js jetstream.JetStream, modem *gsm.Modem, log *zap.Logger, reg prometheus.Registerer) (stop func(), err error) {
+	if cfg.Receive && cfg.ReassemblyTimeout.D() <= 0 {
+		return nil, errors.New("MODEM_REASSEMBLY_TIMEOUT must be positive")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	stop = func() { cancel(); wg.Wait(); delivery.Install(nil) }
