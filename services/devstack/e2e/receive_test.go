@@ -229,7 +229,7 @@ func TestReceiveLosesNothingWhenTheWebhookIsDownAndTheModemIsKilled(t *testing.T
 			t.Fatal(err)
 		}
 	}
-	waitStoreEmpty(t, st) // in the broker, off the SIM, although not forwarded
+	waitStoreEmpty(t, st)                              // in the broker, off the SIM, although not forwarded
 	time.Sleep(20*time.Second - time.Since(downSince)) // the outage itself, not a synchronisation
 	h.mu.Lock()
 	refused := h.refused
