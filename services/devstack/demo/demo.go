@@ -48,9 +48,15 @@ func Run(ctx context.Context, bin string, w io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(w, "Starting the stand-ins (SMS API, OIDC provider, modem simulator on a pty) and both services…\n")
+	hook, err := startHook()
+	if err != nil {
+		return err
+	}
+	defer hook.close()
 	st, err := harness.Start(ctx, harness.Options{
 		Bin: bin, Dir: dir, PollInterval: time.Second,
-		Sim: modemsim.Config{PIN: "1234", RegistrationDelay: 500 * time.Millisecond, PartLatency: 400 * time.Millisecond},
+		Sim:       modemsim.Config{PIN: "1234", RegistrationDelay: 500 * time.Millisecond, PartLatency: 400 * time.Millisecond},
+		PollerEnv: []string{"INCOMING_WEBHOOK_URL=" + hook.url, "INCOMING_WEBHOOK_SECRET=" + hookSecret},
 	})
 	if err != nil {
 		return fmt.Errorf("%w (service logs in %s)", err, dir)
@@ -128,5 +134,5 @@ func Run(ctx context.Context, bin string, w io.Writer) error {
 		return fmt.Errorf("demo outcome differs from what was expected (logs in %s)", dir)
 	}
 	fmt.Fprintf(w, "\nAll %d SMS reached the status they should; the modem received exactly the texts that were Sent.\n", len(ids))
-	return nil
+	return receiveDemo(ctx, st, hook, ids, w)
 }
