@@ -172,6 +172,10 @@ func TestSignMatchesAReceiverCheck(t *testing.T) {
 	if webhook.Sign("k", body) != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
 		t.Fatal("signature mismatch")
 	}
+	// The same vector through Python's hmac and `openssl dgst -sha256 -hmac k`.
+	if got := webhook.Sign("k", body); got != "sha256=c8336759d9c8a203a77926d60a5406a44b83a45693128fde432328014380e595" {
+		t.Fatalf("known answer: %s", got)
+	}
 	if webhook.Sign("k", body) == webhook.Sign("other", body) {
 		t.Fatal("the secret does not matter")
 	}
