@@ -87,6 +87,10 @@ func (m *Modem) session(ctx context.Context, eng *at.Engine, failures *int) erro
 	*failures = 0
 	keep := time.NewTicker(m.cfg.KeepAlive)
 	defer keep.Stop()
+	// A read of the inbox that left messages behind (broker not there yet)
+	// is retried sooner than the next keep-alive.
+	var retry <-chan time.Time
+	inboxWait := backoff.New(time.Second, max(m.cfg.KeepAlive, time.Second))
 	for {
 		select {
 		case <-ctx.Done():
@@ -103,11 +107,14 @@ func (m *Modem) session(ctx context.Context, eng *at.Engine, failures *int) erro
 				return err
 			}
 		case <-m.in.kick:
-			if err := m.readInbox(ctx, eng); err != nil {
-				if errors.Is(err, at.ErrClosed) {
-					return err
-				}
-				m.log.Warn("reading incoming messages failed; retrying at the next keep-alive", zap.Error(err))
+			retry = m.readInboxOrRetry(ctx, eng, inboxWait)
+			if retry == nil {
+				inboxWait.Reset()
+			}
+		case <-retry:
+			retry = m.readInboxOrRetry(ctx, eng, inboxWait)
+			if retry == nil {
+				inboxWait.Reset()
 			}
 		case <-keep.C:
 			m.kickInbox() // catches announcements lost while disconnected

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sensorsreport/smsgw/services/modem/internal/at"
 	"github.com/sensorsreport/smsgw/services/modem/internal/pdu"
+	"github.com/sensorsreport/smsgw/shared/backoff"
 )
 
 // The modem side of receiving (modem-protocol.md §5.4): incoming SMS and
@@ -115,7 +116,7 @@ func (m *Modem) readInbox(ctx context.Context, eng *at.Engine) error {
 			m.in.mu.Lock()
 			m.in.direct = append(direct[i:], m.in.direct...)
 			m.in.mu.Unlock()
-			return err
+			return fmt.Errorf("%w (routed directly): %w", errNotTaken, err)
 		}
 	}
 	used, _, err := m.storage(ctx, eng)
@@ -136,8 +137,8 @@ func (m *Modem) readInbox(ctx context.Context, eng *at.Engine) error {
 			m.m.incomingInvalid.Inc()
 			m.log.Warn("deleting an unreadable stored message", zap.Int("index", e.index), zap.Error(err))
 		} else if err := m.receive(ctx, r, tpdu); err != nil {
-			m.log.Warn("incoming message not taken; it stays on the SIM", zap.Int("index", e.index), zap.Error(err))
-			break
+			_, _, _ = m.storage(ctx, eng)
+			return fmt.Errorf("%w (SIM index %d): %w", errNotTaken, e.index, err)
 		}
 		if _, err := eng.Command(ctx, "AT+CMGD="+strconv.Itoa(e.index)); err != nil {
 			return fmt.Errorf("AT+CMGD=%d: %w", e.index, err)
@@ -145,6 +146,22 @@ func (m *Modem) readInbox(ctx context.Context, eng *at.Engine) error {
 	}
 	_, _, err = m.storage(ctx, eng)
 	return err
+}
+
+// errNotTaken: the Receiver refused a message; it stays where it is.
+var errNotTaken = errors.New("incoming message not taken")
+
+// readInboxOrRetry reads the inbox and, when something was left behind,
+// returns a timer for the next try (nil when all is done). Errors other
+// than a closed port are logged; a closed port ends the session anyway.
+func (m *Modem) readInboxOrRetry(ctx context.Context, eng *at.Engine, wait *backoff.Backoff) <-chan time.Time {
+	err := m.readInbox(ctx, eng)
+	if err == nil || errors.Is(err, at.ErrClosed) || ctx.Err() != nil {
+		return nil
+	}
+	d := wait.Next()
+	m.log.Warn("incoming messages stay on the SIM for now; retrying", zap.Error(err), zap.Duration("in", d))
+	return time.After(d)
 }
 
 // receive calls the Receiver with a bounded context.
