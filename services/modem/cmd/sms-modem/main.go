@@ -18,6 +18,8 @@ const usage = `usage: sms-modem [command]
   (none)               run the service
   diag                 initialise the modem and print what it is; exit 1 if it cannot send
   send NUMBER TEXT     send one SMS directly (no broker) and print each part's reference
+  canary               send a canary SMS to CANARY_NUMBER (or MODEM_NUMBER), wait for it
+                       to come back and print the round trip (stop the service first)
   healthcheck          exit 0 when the local /healthz answers (for Docker HEALTHCHECK)
   version              print the version
 
@@ -49,6 +51,10 @@ func run(args []string) int {
 	case cmd == "diag":
 		fn = func(ctx context.Context, cfg app.Config, log *zap.Logger) error {
 			return app.Diag(ctx, cfg, log, os.Stdout)
+		}
+	case cmd == "canary" && len(args) == 1:
+		fn = func(ctx context.Context, cfg app.Config, log *zap.Logger) error {
+			return app.Canary(ctx, cfg, log, os.Stdout)
 		}
 	case cmd == "send" && len(args) == 3:
 		fn = func(ctx context.Context, cfg app.Config, log *zap.Logger) error {

@@ -24,6 +24,9 @@ type Config struct {
 	Receive           bool            `env:"MODEM_RECEIVE" envDefault:"true"`
 	ReassemblyTimeout config.Duration `env:"MODEM_REASSEMBLY_TIMEOUT" envDefault:"10m"`
 	DeliveryReports   bool            `env:"MODEM_DELIVERY_REPORTS" envDefault:"true"`
+	CanaryInterval    config.Duration `env:"CANARY_INTERVAL" envDefault:"0s"`
+	CanaryNumber      string          `env:"CANARY_NUMBER"`
+	CanaryTimeout     config.Duration `env:"CANARY_TIMEOUT" envDefault:"5m"`
 
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxParts  int             `env:"MODEM_MAX_PARTS" envDefault:"10"`

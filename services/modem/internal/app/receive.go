@@ -19,8 +19,8 @@ import (
 // unpublished are retried.
 const deliverySweep = 10 * time.Second
 
-// startReceive wires the receive path (MODEM_RECEIVE) and delivery reports
-// (MODEM_DELIVERY_REPORTS) before the modem runs: the inbox becomes the
+// startReceive wires the receive path (MODEM_RECEIVE), delivery reports
+// (MODEM_DELIVERY_REPORTS) and the canary (CANARY_INTERVAL) before the modem runs: the inbox becomes the
 // modem's Receiver and the tracker records what the sender submits. The
 // returned stop ends their goroutines and waits for them.
 func startReceive(ctx context.Context, cfg Config, js jetstream.JetStream, modem *gsm.Modem, log *zap.Logger, reg prometheus.Registerer) (stop func(), err error) {
@@ -42,10 +42,19 @@ func startReceive(ctx context.Context, cfg Config, js jetstream.JetStream, modem
 		go func() { defer wg.Done(); tracker.Run(ctx, deliverySweep) }()
 	}
 	if !cfg.Receive {
+		if cfg.CanaryInterval.D() > 0 {
+			stop()
+			return nil, errors.New("CANARY_INTERVAL needs MODEM_RECEIVE=true: the canary waits for its SMS to come back")
+		}
 		if cfg.DeliveryReports {
 			log.Warn("MODEM_DELIVERY_REPORTS is on but MODEM_RECEIVE is off: status reports are requested and never read")
 		}
 		return stop, nil
+	}
+	c, err := newCanary(cfg, modem, log, reg, false)
+	if err != nil {
+		stop()
+		return nil, err
 	}
 	icfg := inbox.Config{
 		Dir: cfg.DataDir, Timeout: cfg.ReassemblyTimeout.D(),
@@ -55,6 +64,9 @@ func startReceive(ctx context.Context, cfg Config, js jetstream.JetStream, modem
 	if tracker != nil {
 		icfg.Reports = tracker.Report
 	}
+	if c != nil {
+		icfg.Canary = c.Take
+	}
 	in, err := inbox.New(icfg, js)
 	if err != nil {
 		stop()
@@ -63,5 +75,9 @@ func startReceive(ctx context.Context, cfg Config, js jetstream.JetStream, modem
 	modem.SetReceiver(in)
 	wg.Add(1)
 	go func() { defer wg.Done(); in.Run(ctx) }()
+	if c != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.Run(ctx) }()
+	}
 	return stop, nil
 }

@@ -136,7 +136,9 @@ func (m *Modem) readInbox(ctx context.Context, eng *at.Engine) error {
 			// Unreadable: nothing can ever forward it; free the slot.
 			m.m.incomingInvalid.Inc()
 			m.log.Warn("deleting an unreadable stored message", zap.Int("index", e.index), zap.Error(err))
-		} else if err := m.receive(ctx, r, tpdu); err != nil {
+		} else if err := m.receive(ctx, r, tpdu); errors.Is(err, ErrLeave) {
+			continue
+		} else if err != nil {
 			_, _, _ = m.storage(ctx, eng)
 			return fmt.Errorf("%w (SIM index %d): %w", errNotTaken, e.index, err)
 		}
@@ -146,6 +148,21 @@ func (m *Modem) readInbox(ctx context.Context, eng *at.Engine) error {
 	}
 	_, _, err = m.storage(ctx, eng)
 	return err
+}
+
+// ErrLeave is what a Receiver returns to leave a message on the SIM and go
+// on with the next one (the `sms-modem canary` tool takes only its own).
+var ErrLeave = errors.New("leave this message on the SIM")
+
+// ReadInbox reads the store once on a port opened by Probe.
+func (m *Modem) ReadInbox(ctx context.Context) error {
+	m.mu.Lock()
+	eng := m.eng
+	m.mu.Unlock()
+	if eng == nil {
+		return ErrNotReady
+	}
+	return m.readInbox(ctx, eng)
 }
 
 // errNotTaken: the Receiver refused a message; it stays where it is.

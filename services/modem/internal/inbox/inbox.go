@@ -45,6 +45,9 @@ type Config struct {
 	Timeout time.Duration // MODEM_REASSEMBLY_TIMEOUT
 	// IMEI returns the modem's IMEI for the "modem" field.
 	IMEI func() string
+	// Canary reports whether a single-part text is a canary, which is
+	// consumed instead of forwarded; nil when the canary is off.
+	Canary func(from, text string) bool
 	// Reports takes status reports; nil drops them (delivery reports off).
 	Reports func(ctx context.Context, r *pdu.StatusReport) error
 	Log     *zap.Logger
@@ -142,6 +145,9 @@ func (in *Inbox) Receive(ctx context.Context, tpdu []byte) error {
 		return in.quarantine(tpdu, err)
 	}
 	if d.Concat == nil || d.Concat.Total < 2 {
+		if in.cfg.Canary != nil && in.cfg.Canary(d.From.Value, d.Text) {
+			return nil
+		}
 		ev := schema.Received{
 			Event: schema.EventReceived, From: d.From.Value, Text: d.Text, ReceivedAt: d.SCTS,
 			Parts: 1, Complete: true, Modem: in.cfg.IMEI(),
