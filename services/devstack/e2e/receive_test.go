@@ -305,3 +305,55 @@ func grepLines(s, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// metricAtLeast polls the modem's metrics until the sample named (with its
+// labels, e.g. `x_count`) reaches min.
+func metricAtLeast(t *testing.T, st *harness.Stack, name string, min float64, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		for _, l := range strings.Split(scrape(t, st.ModemHTTP), "\n") {
+			var v float64
+			if rest, ok := strings.CutPrefix(l, name+" "); ok {
+				if _, err := fmt.Sscan(rest, &v); err == nil && v >= min {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never reached %v", name, min)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestCanaryRoundTripAndFailure(t *testing.T) {
+	h, url := newHook(t)
+	st := receiveStack(t, url, "CANARY_INTERVAL=2s", "CANARY_TIMEOUT=3s")
+	metricAtLeast(t, st, "sms_modem_canary_roundtrip_seconds_count", 1, 30*time.Second)
+	st.Sim.SetLoopback(false)
+	metricAtLeast(t, st, "sms_modem_canary_failures_total", 1, 30*time.Second)
+	st.Sim.SetLoopback(true)
+
+	// By hand, with the service stopped: it owns the port.
+	if err := st.Modem.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := st.Modem.Command("canary").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "canary came back after") {
+		t.Fatalf("sms-modem canary: %v\n%s\nSIM commands: %q", err, out, st.Sim.Commands()[max(0, len(st.Sim.Commands())-30):])
+	}
+	out, _ = st.Modem.Command("diag").CombinedOutput()
+	if !strings.Contains(string(out), "Canary        came back after") {
+		t.Errorf("diag does not show the canary:\n%s", out)
+	}
+	// Nothing of it reached the webhook as an incoming SMS, and the SIM is clean.
+	h.mu.Lock()
+	for _, e := range h.events {
+		if e["event"] == "sms.received" {
+			t.Errorf("forwarded: %v", e)
+		}
+	}
+	h.mu.Unlock()
+	waitStoreEmpty(t, st)
+}

@@ -118,3 +118,11 @@ func (p *Proc) Restart() error {
 	}
 	return p.Start()
 }
+
+// Command returns the binary with the same environment, to run one of its
+// subcommands (diag, send, canary) by hand.
+func (p *Proc) Command(args ...string) *exec.Cmd {
+	cmd := exec.Command(p.path, args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	return cmd
+}

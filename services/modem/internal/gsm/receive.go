@@ -111,7 +111,11 @@ func (m *Modem) readInbox(ctx context.Context, eng *at.Engine) error {
 	m.in.direct = nil
 	m.in.mu.Unlock()
 	for i, tpdu := range direct {
-		if err := m.receive(ctx, r, tpdu); err != nil {
+		err := m.receive(ctx, r, tpdu)
+		if errors.Is(err, ErrLeave) {
+			continue // a direct message cannot stay anywhere: not wanted, dropped
+		}
+		if err != nil {
 			// A direct message exists only here: keep it for the next round.
 			m.in.mu.Lock()
 			m.in.direct = append(direct[i:], m.in.direct...)
@@ -151,7 +155,8 @@ func (m *Modem) readInbox(ctx context.Context, eng *at.Engine) error {
 }
 
 // ErrLeave is what a Receiver returns to leave a message on the SIM and go
-// on with the next one (the `sms-modem canary` tool takes only its own).
+// on with the next one (the `sms-modem canary` tool takes only its own). A
+// message routed directly cannot be left anywhere and is dropped.
 var ErrLeave = errors.New("leave this message on the SIM")
 
 // ReadInbox reads the store once on a port opened by Probe.
