@@ -173,6 +173,8 @@ func TestConcatenatedAcrossRestartsInAnyOrder(t *testing.T) {
 	}
 	receive(t, in, q[0])
 	receive(t, in, p[1]) // the last part read again after a crash: no new event
+	clk.Add(11 * time.Minute)
+	in.Sweep(t.Context()) // ... not even as an "incomplete" one later
 	evs := events(t, js)
 	if len(evs) != 2 {
 		t.Fatalf("%d events, want 2", len(evs))
@@ -205,6 +207,8 @@ func TestPartialForwardedAsIncompleteAfterTimeout(t *testing.T) {
 	}
 	// The missing part arriving late does not make a second message.
 	receive(t, in, p[1])
+	clk.Add(11 * time.Minute)
+	in.Sweep(t.Context())
 	if n := len(events(t, js)); n != 1 {
 		t.Errorf("%d events after the late part", n)
 	}
