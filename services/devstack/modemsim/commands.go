@@ -384,7 +384,7 @@ func cnmi(s *Sim, c command, _ *[]func()) final {
 		}
 		var set [5]int
 		for i, n := range v {
-			if !slices.Contains(cnmiRanges[i], n) {
+			if !slices.Contains(cnmiRanges[i], n) || i == 3 && n == 1 && s.cfg.StoredReportsOnly {
 				return fail(303)
 			}
 			set[i] = n

@@ -59,6 +59,9 @@ type Config struct {
 	StoreCapacity int
 	// FailRecipient gets permanent-failure status reports. Default none.
 	FailRecipient string
+	// StoredReportsOnly refuses AT+CNMI with <ds>=1 (+CDS), as many
+	// Qualcomm-based modules do: status reports can only be stored (+CDSI).
+	StoredReportsOnly bool
 	// ReportDelay is how long after a part is accepted its status report
 	// arrives, and a looped-back SMS comes back. Default 100ms.
 	ReportDelay time.Duration

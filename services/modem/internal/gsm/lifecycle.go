@@ -175,7 +175,9 @@ func (m *Modem) initialise(ctx context.Context, eng *at.Engine) error {
 	}
 	_ = m.poll(ctx, eng)
 	// URCs last: new-message and status-report indications (§5.1).
-	for _, c := range []string{"AT+CNMI=2,1,0,1,0", "AT+CNMI=1,1,0,1,0", "AT+CNMI=2,1,0,0,0", "AT+CNMI=1,1,0,0,0"} {
+	// Reports direct (ds=1), else stored (ds=2, read with the store), else none.
+	for _, c := range []string{"AT+CNMI=2,1,0,1,0", "AT+CNMI=1,1,0,1,0", "AT+CNMI=2,1,0,2,0", "AT+CNMI=1,1,0,2,0",
+		"AT+CNMI=2,1,0,0,0", "AT+CNMI=1,1,0,0,0"} {
 		if _, err := cmd(c); err == nil || errors.Is(err, at.ErrClosed) {
 			break
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -175,4 +176,21 @@ func TestSubmitRequestsStatusReports(t *testing.T) {
 		t.Errorf("report for MR %d, sent %d", c.reports[0], refs[0])
 	}
 	var _ gsm.Receiver = c
+}
+
+func TestStoredStatusReportsAreReadAndDeleted(t *testing.T) {
+	cfg := fast("")
+	cfg.DeliveryReports = true
+	c := newCollector()
+	cfg.Receiver = c
+	sim, m := startReady(t, modemsim.Config{StoredReportsOnly: true}, cfg)
+	if exact(sim.Commands(), "AT+CNMI=2,1,0,2,0") != 1 {
+		t.Fatalf("no fallback to stored reports: %q", sim.Commands())
+	}
+	refs := submitAll(t, m, encode(t, "+40726369867", strings.Repeat("two parts ", 20)))
+	c.waitN(t, 0, 2)
+	if c.reports[0] != refs[0] || c.reports[1] != refs[1] {
+		t.Errorf("reports %v for parts %v", c.reports, refs)
+	}
+	waitStoreEmpty(t, sim)
 }
