@@ -35,7 +35,7 @@ func NewModem(cfg Config, log *zap.Logger, hs *health.Server) *gsm.Modem {
 	return gsm.New(gsm.Config{
 		PIN: cfg.PIN, CommandTimeout: cfg.Timeout.D(), SendTimeout: cfg.SendTimeout.D(),
 		KeepAlive: cfg.KeepAlive.D(), Log: log.Named("modem"), Reg: reg,
-		DeliveryReports: cfg.DeliveryReports,
+		DeliveryReports: cfg.DeliveryReports && cfg.Receive, // reports are read by the receive path
 	}, opener)
 }
 

@@ -31,7 +31,7 @@ func startReceive(ctx context.Context, cfg Config, js jetstream.JetStream, modem
 	var wg sync.WaitGroup
 	stop = func() { cancel(); wg.Wait(); delivery.Install(nil) }
 	var tracker *delivery.Tracker
-	if cfg.DeliveryReports {
+	if cfg.DeliveryReports && cfg.Receive {
 		tracker, err = delivery.Open(cfg.DataDir, js, log.Named("delivery"), reg)
 		if err != nil {
 			stop()
@@ -47,7 +47,7 @@ func startReceive(ctx context.Context, cfg Config, js jetstream.JetStream, modem
 			return nil, errors.New("CANARY_INTERVAL needs MODEM_RECEIVE=true: the canary waits for its SMS to come back")
 		}
 		if cfg.DeliveryReports {
-			log.Warn("MODEM_DELIVERY_REPORTS is on but MODEM_RECEIVE is off: status reports are requested and never read")
+			log.Warn("MODEM_RECEIVE is off, so no delivery reports are requested (MODEM_DELIVERY_REPORTS needs it)")
 		}
 		return stop, nil
 	}
