@@ -124,8 +124,14 @@ func (m *Modem) readInbox(ctx context.Context, eng *at.Engine) error {
 		}
 	}
 	used, _, err := m.storage(ctx, eng)
-	if err != nil || used == 0 {
+	switch {
+	case errors.Is(err, at.ErrClosed):
 		return err
+	case err == nil && used == 0:
+		return nil
+	case err != nil:
+		// A modem whose AT+CPMS? we cannot read still gets its store read.
+		m.log.Debug("store fill level unknown; listing anyway", zap.Error(err))
 	}
 	lines, err := eng.Command(ctx, "AT+CMGL=4", at.WithCmdTimeout(max(m.cfg.CommandTimeout, 30*time.Second)))
 	if err != nil {
@@ -150,8 +156,10 @@ func (m *Modem) readInbox(ctx context.Context, eng *at.Engine) error {
 			return fmt.Errorf("AT+CMGD=%d: %w", e.index, err)
 		}
 	}
-	_, _, err = m.storage(ctx, eng)
-	return err
+	if _, _, err := m.storage(ctx, eng); errors.Is(err, at.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // ErrLeave is what a Receiver returns to leave a message on the SIM and go
