@@ -5,7 +5,10 @@
 SHELL        := /bin/bash
 GO           ?= go
 VERSION      ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS      := -s -w -X github.com/sensorsreport/smsgw/shared/cli.Version=$(VERSION)
+REVISION     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_DATE   ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+CLI_PKG      := github.com/sensorsreport/smsgw/shared/cli
+LDFLAGS      := -s -w -X $(CLI_PKG).Version=$(VERSION) -X $(CLI_PKG).Commit=$(REVISION) -X $(CLI_PKG).BuildDate=$(BUILD_DATE)
 PKGS         := ./shared/... ./services/poller/... ./services/modem/... ./services/devstack/...
 MODULES      := shared services/poller services/modem services/devstack
 STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2

@@ -11,6 +11,7 @@ DOCKER                  ?= docker
 GO                      ?= go
 VERSION                 ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 REVISION                ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_DATE              ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 IMAGE_PREFIX            ?= smsgw
 IMAGE_TAG               ?= latest
 LOCAL_BUILDER_IMAGE     ?= smsgw-builder:local
@@ -35,7 +36,8 @@ COMPOSE := $(shell if $(DOCKER) compose version >/dev/null 2>&1; then echo "$(DO
 	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; fi)
 endif
 
-DOCKER_LDFLAGS = -s -w -X github.com/sensorsreport/smsgw/shared/cli.Version=$(VERSION)
+DOCKER_LDFLAGS = -s -w -X github.com/sensorsreport/smsgw/shared/cli.Version=$(VERSION) \
+	-X github.com/sensorsreport/smsgw/shared/cli.Commit=$(REVISION) -X github.com/sensorsreport/smsgw/shared/cli.BuildDate=$(BUILD_DATE)
 
 IMAGE_NAME_poller   := sms-poller
 IMAGE_NAME_modem    := sms-modem
@@ -56,6 +58,7 @@ $(IMAGE_TARGETS): image-%: $(IMAGE_DEPS)
 		--build-arg BUILDER_IMAGE='$(BUILDER_IMAGE)' \
 		--build-arg VERSION='$(VERSION)' \
 		--build-arg REVISION='$(REVISION)' \
+		--build-arg BUILD_DATE='$(BUILD_DATE)' \
 		$(DOCKER_BUILD_FLAGS) \
 		-t '$(IMAGE_PREFIX)/$(IMAGE_NAME_$*):$(IMAGE_TAG)' .
 
@@ -65,7 +68,7 @@ images-multiarch: ## poller+modem images for PLATFORMS with buildx (MULTIARCH_FL
 	for svc in poller modem; do \
 		$$run $(DOCKER) buildx build --platform '$(PLATFORMS)' -f Dockerfile.$$svc \
 			--build-arg BUILDER_IMAGE='$(MULTIARCH_BUILDER_IMAGE)' \
-			--build-arg VERSION='$(VERSION)' --build-arg REVISION='$(REVISION)' \
+			--build-arg VERSION='$(VERSION)' --build-arg REVISION='$(REVISION)' --build-arg BUILD_DATE='$(BUILD_DATE)' \
 			-t "$(IMAGE_PREFIX)/sms-$$svc:$(IMAGE_TAG)" $(MULTIARCH_FLAGS) . || exit 1; \
 	done
 

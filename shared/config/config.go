@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,6 +58,21 @@ var legacyKeys = map[string][]string{
 	"LOGGING.LogLevel":              {"LOG_LEVEL"},
 }
 
+// legacySource names the INI key that feeds variable name.
+func legacySource(name string) string {
+	var keys []string
+	for k, vars := range legacyKeys {
+		for _, v := range vars {
+			if v == name {
+				sec, key, _ := strings.Cut(k, ".")
+				keys = append(keys, "["+sec+"] "+key)
+			}
+		}
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, ", ")
+}
+
 // LegacyEnv reads a legacy config.ini and returns the environment variables
 // it implies. Unknown keys are ignored: the old file had several dead ones.
 func LegacyEnv(path string) (map[string]string, error) {
@@ -97,10 +113,11 @@ func Load[T any]() (T, error) {
 // LoadFrom is Load with an explicit environment, for tests.
 func LoadFrom[T any](environ map[string]string) (T, error) {
 	var zero T
+	fromINI := map[string]string{}
 	if path := environ["CONFIG_FILE"]; path != "" {
 		legacy, err := LegacyEnv(path)
 		if err != nil {
-			return zero, err
+			return zero, Invalid("CONFIG_FILE", path, "a readable legacy config.ini ("+err.Error()+")")
 		}
 		merged := make(map[string]string, len(environ)+len(legacy))
 		for k, v := range legacy {
@@ -114,11 +131,21 @@ func LoadFrom[T any](environ map[string]string) (T, error) {
 			}
 			merged[k] = v
 		}
+		for k, v := range legacy {
+			if merged[k] == v && environ[k] != v {
+				fromINI[k] = legacySource(k) + " in " + path
+			}
+		}
 		environ = merged
 	}
 	cfg, err := env.ParseAsWithOptions[T](env.Options{Environment: environ})
 	if err != nil {
-		return zero, fmt.Errorf("config: %w", err)
+		return zero, annotate(explain[T](err, environ), fromINI)
+	}
+	if v, ok := any(cfg).(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return zero, annotate(err, fromINI)
+		}
 	}
 	return cfg, nil
 }

@@ -4,9 +4,12 @@ package logging
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/sensorsreport/smsgw/shared/config"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -15,7 +18,7 @@ import (
 func New(level, format string) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(strings.ToLower(strings.TrimSpace(level)))
 	if err != nil {
-		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+		return nil, &config.Error{Var: "LOG_LEVEL", Value: level, Set: true, Want: "debug, info, warn or error"}
 	}
 	var cfg zap.Config
 	switch strings.ToLower(format) {
@@ -26,13 +29,27 @@ func New(level, format string) (*zap.Logger, error) {
 	case "console":
 		cfg = zap.NewDevelopmentConfig()
 		cfg.Development = false
-		cfg.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		cfg.EncoderConfig.EncodeLevel = zapcore.CapitalLevelEncoder
+		if Colour(os.Stderr) {
+			cfg.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
 	default:
-		return nil, fmt.Errorf("LOG_FORMAT %q: want json or console", format)
+		return nil, &config.Error{Var: "LOG_FORMAT", Value: format, Set: true, Want: "json or console"}
 	}
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	cfg.DisableStacktrace = lvl > zapcore.DebugLevel
 	return cfg.Build()
+}
+
+// Colour reports whether f is a terminal that should get colour: a
+// character device, and NO_COLOR (no-color.org) unset. Pipes, files and
+// journald get plain text.
+func Colour(f *os.File) bool {
+	if os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // Sync flushes the logger, ignoring the EINVAL that syncing a terminal or

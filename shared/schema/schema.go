@@ -4,6 +4,7 @@
 package schema
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -28,7 +29,23 @@ const (
 	// StatusSubject carries the modem's heartbeat (core NATS, not stored):
 	// the poller claims work only while a fresh heartbeat says ready.
 	StatusSubject = "sms.modem.status"
+	// ClockSubject answers requests for the poller's trusted time (a
+	// ClockReading), the modem's reference for every TTL decision.
+	ClockSubject = "sms.clock"
+	// DeadStream keeps results that could not be reported because the SMS
+	// provably no longer exists upstream (or can never be addressed), for an
+	// operator to inspect. Nothing in it is retried.
+	DeadStream  = "SMS_DEAD"
+	DeadSubject = "sms.dead"
+	// ClaimsBucket is the poller's record of every SMS it claimed: results
+	// are accepted only for jobs listed there, and a restart re-queues the
+	// claims that never got a result.
+	ClaimsBucket = "SMS_CLAIMS"
 )
+
+// MaxMessageBytes bounds one job or result on the broker. A claim whose job
+// would not fit is reported Failed at once instead of being queued.
+const MaxMessageBytes = 64 << 10
 
 // Status is the upstream SMS status, an integer on the wire.
 type Status int
@@ -66,7 +83,9 @@ func (s Status) Final() bool {
 // DefaultTTL applies when the SMS has no Ttl of its own (contract §3.2).
 const DefaultTTL = 30 * time.Minute
 
-// Job is one claimed SMS on its way to the modem.
+// Job is one claimed SMS on its way to the modem. Every time in it is on
+// the SMS API's clock (contract times, checked against a trusted clock),
+// never on the Pi's wall clock.
 type Job struct {
 	V           int       `json:"v"`
 	ID          string    `json:"id"` // SMS id + "." + claim count; also the Nats-Msg-Id
@@ -84,9 +103,35 @@ type Job struct {
 func (j Job) Expired(now time.Time) bool { return !now.Before(j.ExpiresAt) }
 
 // JobID derives the idempotent job id for a claim of an SMS. The upstream
-// RetryCount grows on every claim, so a re-claim is a new job while a
-// re-publish of the same claim is absorbed by JetStream's dedup window.
+// RetryCount grows on every claim, so a re-claim is a new job (and gets its
+// own result) while a re-publish of the same claim is absorbed by
+// JetStream's dedup window. Whether an SMS may be sent is decided on
+// SMSKey, across all its claims.
 func JobID(smsID string, retryCount int) string { return fmt.Sprintf("%s.%d", smsID, retryCount) }
+
+// SMSKey identifies an SMS across every claim: the API's Id within its
+// tenant. It is an opaque string safe as a file name or a KV key.
+func SMSKey(tenant, smsID string) string {
+	return hex.EncodeToString([]byte(tenant)) + "." + hex.EncodeToString([]byte(smsID))
+}
+
+// ClockReading is the poller's answer on ClockSubject.
+type ClockReading struct {
+	V   int       `json:"v"`
+	Now time.Time `json:"now"`
+	// Source is "reference" (the SMS API's clock) or "system" (a
+	// synchronised wall clock).
+	Source string `json:"source"`
+	Error  string `json:"error,omitempty"` // set when the poller has no trustworthy time
+}
+
+// DeadLetter is a result the poller gave up reporting, with why.
+type DeadLetter struct {
+	V      int       `json:"v"`
+	Result Result    `json:"result"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
 
 // Result is the modem's verdict on a job.
 type Result struct {
@@ -117,7 +162,19 @@ const (
 	CodeOutcomeUnknown  = "outcome_unknown"  // interrupted mid-send: never resent
 	CodeBadJob          = "bad_job"
 	CodeMaxDeliveries   = "max_deliveries"
+	// CodePartial: some parts reached the network, a later one did not.
+	// The recipient got part of the text, so the SMS is Unknown, not Failed.
+	CodePartial = "partially_sent"
 )
+
+// Reportable reports whether a modem may report status s for a job.
+func Reportable(s Status) bool {
+	switch s {
+	case StatusSent, StatusFailed, StatusExpired, StatusUnknown:
+		return true
+	}
+	return false
+}
 
 // TrackingID renders the part references for the upstream TrackingId field.
 func (r Result) TrackingID() string {
@@ -185,7 +242,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // Decode parses a job or result and checks its version.
-func Decode[T Job | Result | ModemStatus](data []byte) (T, error) {
+func Decode[T Job | Result | ModemStatus | ClockReading](data []byte) (T, error) {
 	var v T
 	if err := json.Unmarshal(data, &v); err != nil {
 		return v, fmt.Errorf("decode %T: %w", v, err)
@@ -197,6 +254,8 @@ func Decode[T Job | Result | ModemStatus](data []byte) (T, error) {
 	case *Result:
 		ver = x.V
 	case *ModemStatus:
+		ver = x.V
+	case *ClockReading:
 		ver = x.V
 	}
 	if ver < 1 || ver > Version {

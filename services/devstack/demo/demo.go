@@ -5,6 +5,7 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -100,9 +101,13 @@ func Run(ctx context.Context, bin string, w io.Writer) error {
 	}
 
 	fmt.Fprintln(w, "\nSummary")
+	reasons, err := ledgerReasons(ctx, st)
+	if err != nil {
+		return fmt.Errorf("%w (logs in %s)", err, dir)
+	}
 	received := st.Sim.Received()
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SMS\tTenant\tTo\tStatus\tExpected\tTrackingId\tParts\tDelivered text matches")
+	fmt.Fprintln(tw, "SMS\tTenant\tTo\tStatus\tExpected\tTrackingId\tParts\tDelivered text matches\tReason")
 	ok := true
 	for i, id := range ids {
 		s := samples[i]
@@ -123,7 +128,15 @@ func Run(ctx context.Context, bin string, w io.Writer) error {
 		if m.TrackingID != nil {
 			tracking = *m.TrackingID
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", names[id], s.tenant, logging.MaskPhone(s.phone), m.Status, s.want, tracking, parts, match)
+		reason := "-"
+		if m.Status != schema.StatusSent {
+			if r := reasons[id]; r != "" {
+				reason = r
+			} else if m.Status == schema.StatusFailed {
+				reason, ok = "NONE RECORDED", false
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", names[id], s.tenant, logging.MaskPhone(s.phone), m.Status, s.want, tracking, parts, match, reason)
 	}
 	tw.Flush()
 	if mistakes := st.API.Mistakes(); len(mistakes) > 0 {
@@ -134,5 +147,46 @@ func Run(ctx context.Context, bin string, w io.Writer) error {
 		return fmt.Errorf("demo outcome differs from what was expected (logs in %s)", dir)
 	}
 	fmt.Fprintf(w, "\nAll %d SMS reached the status they should; the modem received exactly the texts that were Sent.\n", len(ids))
+
+	// What an operator sees of the same SMS, with the service's own
+	// configuration and token.
+	for _, args := range [][]string{
+		{"sms", "list", "--tenant", samples[0].tenant},
+		{"sms", "get", ids[0], "--tenant", samples[0].tenant},
+	} {
+		fmt.Fprintf(w, "\n$ sms-poller %s\n", strings.Join(args, " "))
+		cmd := st.Poller.Command(ctx, args...)
+		cmd.Stdout, cmd.Stderr = w, w
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("sms-poller %s: %w", strings.Join(args, " "), err)
+		}
+	}
 	return receiveDemo(ctx, st, hook, ids, w)
+}
+
+// ledgerReasons reads why the modem did not send each SMS, from its ledger
+// through the operator command (sms-modem ledger --json).
+func ledgerReasons(ctx context.Context, st *harness.Stack) (map[string]string, error) {
+	cmd := st.Modem.Command(ctx, "ledger", "--json")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("sms-modem ledger: %w: %s", err, stderr.String())
+	}
+	var rows []struct {
+		SmsID  string `json:"sms_id"`
+		Code   string `json:"code"`
+		Reason string `json:"reason"`
+	}
+	if err := json.Unmarshal(out, &rows); err != nil {
+		return nil, fmt.Errorf("sms-modem ledger: %w", err)
+	}
+	reasons := map[string]string{}
+	for _, r := range rows {
+		if r.Reason != "" && reasons[r.SmsID] == "" {
+			reasons[r.SmsID] = r.Reason
+		}
+	}
+	return reasons, nil
 }

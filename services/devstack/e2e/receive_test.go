@@ -336,14 +336,16 @@ func TestCanaryRoundTripAndFailure(t *testing.T) {
 	st.Sim.SetLoopback(true)
 
 	// By hand, with the service stopped: it owns the port.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	if err := st.Modem.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := st.Modem.Command("canary").CombinedOutput()
+	out, err := st.Modem.Command(ctx, "canary").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "canary came back after") {
 		t.Fatalf("sms-modem canary: %v\n%s\nSIM commands: %q", err, out, st.Sim.Commands()[max(0, len(st.Sim.Commands())-30):])
 	}
-	out, _ = st.Modem.Command("diag").CombinedOutput()
+	out, _ = st.Modem.Command(ctx, "diag").CombinedOutput()
 	if !strings.Contains(string(out), "Canary        came back after") {
 		t.Errorf("diag does not show the canary:\n%s", out)
 	}

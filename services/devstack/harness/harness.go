@@ -49,7 +49,10 @@ type Options struct {
 	MaxQueued    int           // MAX_QUEUED_JOBS, default 2
 	AccessTTL    time.Duration // default 5 min
 	RefreshTTL   time.Duration // default 30 min
-	Sim          modemsim.Config
+	// APIClockOffset runs the SMS API stand-in's clock this far from the
+	// host's (smsapi.Options.ClockOffset): 2 h ahead, or -2 h behind.
+	APIClockOffset time.Duration
+	Sim            modemsim.Config
 	// Logs receives both binaries' logs; nil writes poller.log and modem.log in Dir.
 	Logs       io.Writer
 	LogLevel   string   // default info
@@ -120,6 +123,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	s.API = smsapi.New(smsapi.Options{
 		Verify:       func(tok string) error { _, err := s.OIDC.Verify(tok); return err },
 		DevEndpoints: true,
+		ClockOffset:  o.APIClockOffset,
 		Logger:       o.Log.Named("api"),
 	})
 	go s.API.Run(runCtx) //nolint:errcheck // ends with runCtx

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -119,10 +120,10 @@ func (p *Proc) Restart() error {
 	return p.Start()
 }
 
-// Command returns the binary with the same environment, to run one of its
-// subcommands (diag, send, canary) by hand.
-func (p *Proc) Command(args ...string) *exec.Cmd {
-	cmd := exec.Command(p.path, args...)
+// Command returns the binary with the service's own environment and args:
+// how the operator commands (check, sms, ledger) run against the stack.
+func (p *Proc) Command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, p.path, args...)
 	cmd.Env = append(os.Environ(), p.env...)
 	return cmd
 }

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,6 +68,10 @@ type Config struct {
 	// RefreshTTL acts like Keycloak's SSO Session Idle: each refresh issues a
 	// new refresh token with a fresh lifetime.
 	AccessTTL, RefreshTTL time.Duration
+	// RequireScope, when set, refuses password and client_credentials
+	// grants whose scope parameter lacks it with 400 invalid_request, as dex
+	// refuses a password grant without "openid".
+	RequireScope string
 }
 
 // Stats counts token endpoint outcomes since New.
@@ -81,13 +86,15 @@ type Stats struct {
 
 // Provider is one realm. Its zero value is not usable; call New.
 type Provider struct {
-	realm  string
-	oauth  fosite.OAuth2Provider
-	store  *storage.MemoryStore
-	signer *jwt.DefaultSigner
-	jwks   []byte
-	kid    string
-	down   atomic.Bool
+	realm        string
+	requireScope string
+	refuseCode   atomic.Value // string; see RefuseRefresh
+	oauth        fosite.OAuth2Provider
+	store        *storage.MemoryStore
+	signer       *jwt.DefaultSigner
+	jwks         []byte
+	kid          string
+	down         atomic.Bool
 
 	// issuers is the set of issuer URLs the provider has announced (one per
 	// host name it was reached by, as with Keycloak without a fixed
@@ -183,14 +190,17 @@ func New(cfg Config) (*Provider, error) {
 		compose.OAuth2RefreshTokenGrantFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
 	)
-	return &Provider{
-		realm:  cfg.Realm,
-		oauth:  oauth,
-		store:  store,
-		signer: &jwt.DefaultSigner{GetPrivateKey: getKey},
-		jwks:   jwks,
-		kid:    jwk.KeyID,
-	}, nil
+	p := &Provider{
+		realm:        cfg.Realm,
+		requireScope: cfg.RequireScope,
+		oauth:        oauth,
+		store:        store,
+		signer:       &jwt.DefaultSigner{GetPrivateKey: getKey},
+		jwks:         jwks,
+		kid:          jwk.KeyID,
+	}
+	p.refuseCode.Store("")
+	return p, nil
 }
 
 // Issuer is the realm's issuer URL when the provider is served at baseURL.
@@ -229,6 +239,11 @@ func (p *Provider) RevokeAll() {
 	clear(p.store.AccessTokens)
 	clear(p.store.AccessTokenRequestIDs)
 }
+
+// RefuseRefresh makes every refresh_token grant fail with 400 and this OAuth
+// error code while code is not empty, as dex answers invalid_request for
+// refresh tokens it lost in a restart. "" restores normal refreshes.
+func (p *Provider) RefuseRefresh(code string) { p.refuseCode.Store(code) }
 
 // Stats returns the token endpoint counters.
 func (p *Provider) Stats() Stats {
@@ -296,6 +311,14 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 
+	if code, desc := p.refusal(r); code != "" {
+		p.stats.Failures++
+		w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": desc})
+		return
+	}
 	sess := &fositeoauth2.JWTSession{
 		JWTClaims: &jwt.JWTClaims{},
 		JWTHeader: &jwt.Headers{Extra: map[string]any{"kid": p.kid}},
@@ -346,6 +369,25 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		p.stats.ClientCredentialsGrants++
 	}
 	p.oauth.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// refusal is the stand-in's own answer to a token request, before fosite
+// sees it: a missing required scope, or a refresh while RefuseRefresh is on.
+func (p *Provider) refusal(r *http.Request) (code, desc string) {
+	if err := r.ParseForm(); err != nil {
+		return "", "" // fosite answers it
+	}
+	switch grant := r.PostForm.Get("grant_type"); grant {
+	case "password", "client_credentials":
+		if p.requireScope != "" && !slices.Contains(strings.Fields(r.PostForm.Get("scope")), p.requireScope) {
+			return "invalid_request", fmt.Sprintf("Missing required scope(s) [%q].", p.requireScope)
+		}
+	case "refresh_token":
+		if code := p.refuseCode.Load().(string); code != "" {
+			return code, "Refresh token is invalid or has already been claimed by another client."
+		}
+	}
+	return "", ""
 }
 
 // newSession fills the claims Keycloak puts in a new session's access

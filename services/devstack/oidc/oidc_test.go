@@ -34,15 +34,19 @@ type realm struct {
 
 func (r realm) tokenURL() string { return r.issuer + "/protocol/openid-connect/token" }
 
-func newRealm(t *testing.T, accessTTL, refreshTTL time.Duration) realm {
+func newRealm(t *testing.T, accessTTL, refreshTTL time.Duration, mod ...func(*Config)) realm {
 	t.Helper()
-	p, err := New(Config{
+	cfg := Config{
 		Realm:      "sr",
 		Clients:    map[string]string{clientID: clientSec, "cli": ""},
 		Users:      map[string]string{user: pass},
 		AccessTTL:  accessTTL,
 		RefreshTTL: refreshTTL,
-	})
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,6 +308,60 @@ func TestRefreshRotation(t *testing.T) {
 	status, body := postToken(t, r, refreshForm(rt1), "", "")
 	wantOAuthError(t, status, body, 400, "invalid_grant")
 	if s := r.p.Stats(); s.PasswordGrants != 1 || s.RefreshGrants != 1 || s.Failures != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// Like dex, a realm with RequireScope refuses logins that do not ask for it.
+func TestRequireScope(t *testing.T) {
+	r := newRealm(t, 2*time.Second, 5*time.Second, func(c *Config) { c.RequireScope = "openid" })
+	cc := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {clientSec}}
+	for _, f := range []url.Values{passwordForm(), cc} {
+		status, body := postToken(t, r, f, "", "")
+		wantOAuthError(t, status, body, 400, "invalid_request")
+		if d := body["error_description"].(string); !strings.Contains(d, `"openid"`) {
+			t.Errorf("description %q does not name the scope", d)
+		}
+		f.Set("scope", "profile")
+		status, body = postToken(t, r, f, "", "")
+		wantOAuthError(t, status, body, 400, "invalid_request")
+		f.Set("scope", "profile openid")
+		if status, body = postToken(t, r, f, "", ""); status != 200 {
+			t.Fatalf("%s with openid: %d %v", f.Get("grant_type"), status, body)
+		}
+	}
+	_, tok := postToken(t, r, passwordForm(), "", "") // refused: no scope
+	if tok["refresh_token"] != nil {
+		t.Fatal("a refused login issued tokens")
+	}
+	f := passwordForm()
+	f.Set("scope", "openid")
+	_, tok = postToken(t, r, f, "", "")
+	if status, body := postToken(t, r, refreshForm(tok["refresh_token"].(string)), "", ""); status != 200 {
+		t.Fatalf("a refresh needs no scope parameter: %d %v", status, body)
+	}
+	if s := r.p.Stats(); s.Failures != 5 || s.PasswordGrants != 2 || s.ClientCredentialsGrants != 1 || s.RefreshGrants != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// RefuseRefresh answers every refresh with the given OAuth error, like dex
+// after a restart, until it is switched off.
+func TestRefuseRefresh(t *testing.T) {
+	r := newRealm(t, 2*time.Second, 5*time.Second)
+	_, tok := postToken(t, r, passwordForm(), "", "")
+	rt := tok["refresh_token"].(string)
+	r.p.RefuseRefresh("invalid_request")
+	status, body := postToken(t, r, refreshForm(rt), "", "")
+	wantOAuthError(t, status, body, 400, "invalid_request")
+	if status, _ := postToken(t, r, passwordForm(), "", ""); status != 200 {
+		t.Fatalf("login while refreshes are refused: %d", status)
+	}
+	r.p.RefuseRefresh("")
+	if status, body := postToken(t, r, refreshForm(rt), "", ""); status != 200 {
+		t.Fatalf("refresh after RefuseRefresh(\"\"): %d %v", status, body)
+	}
+	if s := r.p.Stats(); s.Failures != 1 || s.RefreshGrants != 1 || s.PasswordGrants != 2 {
 		t.Fatalf("stats %+v", s)
 	}
 }

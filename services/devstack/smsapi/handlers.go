@@ -10,9 +10,6 @@ import (
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
 
-// now100 is DateTime.UtcNow: 100 ns ticks.
-func now100() time.Time { return time.Now().UTC().Truncate(100 * time.Nanosecond) }
-
 // bodyProblem answers what MVC checks before any action runs: the media
 // type and a non-empty body.
 func (c *call) bodyProblem() bool {
@@ -83,7 +80,7 @@ func (c *call) register() {
 	for _, k := range in.unknown {
 		c.mistake("unknown register field %q ignored", k)
 	}
-	now := now100()
+	now := c.s.now100()
 	var resp Provider
 	if i := slices.IndexFunc(c.s.providers, func(p Provider) bool { return p.Name == in.name }); i >= 0 {
 		// FindOneAndUpdate hands back the document as it was; the submitted
@@ -137,7 +134,7 @@ func (c *call) providerByStatus(raw string) {
 // touchProvider is UpdateLastSeenAsync, run by every next call: it
 // auto-creates an unknown provider with no country codes.
 func (c *call) touchProvider(name string) Provider {
-	now := now100().Truncate(time.Millisecond)
+	now := c.s.now100().Truncate(time.Millisecond)
 	if i := slices.IndexFunc(c.s.providers, func(p Provider) bool { return p.Name == name }); i >= 0 {
 		c.s.providers[i].LastSeen = now
 		c.s.providers[i].Status = ProviderActive
@@ -179,7 +176,7 @@ func (c *call) next(provider, cc string, byCountry bool) {
 		}
 		return
 	}
-	now := now100()
+	now := c.s.now100()
 	stored := now.Truncate(time.Millisecond)
 	c.s.setStatus(i, schema.StatusEntrusted, "next:"+provider)
 	c.s.sms[i].SentAt = &stored
@@ -289,7 +286,7 @@ func (c *call) create() {
 	}
 	m := in.sms
 	m.ID, m.Tenant = newObjectID(), c.tenant
-	ts := utc(now100())
+	ts := utc(c.s.now100())
 	if in.ts != nil {
 		ts = *in.ts
 	}

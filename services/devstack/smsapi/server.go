@@ -47,6 +47,11 @@ type Options struct {
 	// Verify checks a bearer token; requests are served either way and
 	// recorded as Authorized or not.
 	Verify func(token string) error
+	// RequireToken answers 401 with an empty body and WWW-Authenticate:
+	// Bearer to every API request (not /health or /version) whose bearer
+	// token Verify does not accept, like the API behind a gateway that
+	// enforces authentication. The real API itself enforces none (§1.2).
+	RequireToken bool
 	// ResetWhenDown makes an outage (SetDown) reset connections instead of
 	// answering 503 with an empty body.
 	ResetWhenDown bool
@@ -59,7 +64,15 @@ type Options struct {
 	TrustTimeout  time.Duration
 	MaxRetryCount int
 	DefaultTTL    time.Duration
-	Logger        *zap.Logger
+	// ClockOffset runs the stand-in on a clock this far from the host's
+	// (negative: behind), like an API server whose clock is off or a
+	// gateway that boots with a wrong one: the Date header of every
+	// response, default Timestamps of seeded and created SMS, SentAt set by
+	// next, provider LastSeen and the background task's trust-timeout and TTL
+	// decisions all read it. Recorded Request.At and Transition.At stay on
+	// the host's clock, for tests to compare with their own.
+	ClockOffset time.Duration
+	Logger      *zap.Logger
 }
 
 // Server is the stand-in. It is an http.Handler; the background task runs
@@ -167,8 +180,16 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// now is the stand-in's clock: the host's plus Options.ClockOffset.
+func (s *Server) now() time.Time { return time.Now().Add(s.opts.ClockOffset) }
+
+// now100 is DateTime.UtcNow on the stand-in's clock: 100 ns ticks.
+func (s *Server) now100() time.Time { return s.now().UTC().Truncate(100 * time.Nanosecond) }
+
 // ServeHTTP serves the API (and the dev hooks when enabled).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Set before anything is written, so net/http does not add the host's.
+	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
 	if s.opts.DevEndpoints && strings.HasPrefix(r.URL.Path, DevPrefix) {
 		s.serveDev(w, r)
 		return
@@ -194,6 +215,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sw.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
+	if s.opts.RequireToken && !authorized && !open(r.URL.Path) {
+		sw.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		sw.WriteHeader(http.StatusUnauthorized)
+		return
+	}
 	c := &call{s: s, w: sw, r: r, body: body, tenant: req.Tenant}
 	for _, h := range []string{"X-Tenant", "X-Tenant-Id"} {
 		if r.Header.Get(h) != "" {
@@ -201,6 +227,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.route(c)
+}
+
+// open reports the paths served without a token under RequireToken.
+func open(path string) bool {
+	path = strings.TrimSuffix(path, "/")
+	return strings.EqualFold(path, "/health") || strings.EqualFold(path, "/health/ready") || strings.EqualFold(path, "/version")
 }
 
 // resetConn drops the connection without a response, as a crashed pod or
@@ -348,7 +380,7 @@ func (s *Server) Seed(m SMS) string {
 		m.ID = newObjectID()
 	}
 	if m.Timestamp.IsZero() {
-		m.Timestamp = time.Now()
+		m.Timestamp = s.now()
 	}
 	m.Timestamp = utc(m.Timestamp).stored()
 	if m.SentAt != nil {

@@ -597,6 +597,30 @@ func TestVerifyMarksRequestsButServesAll(t *testing.T) {
 	}
 }
 
+func TestRequireTokenAnswers401(t *testing.T) {
+	s, ts := start(t, Options{RequireToken: true, Verify: func(tok string) error {
+		if tok != "good" {
+			return context.DeadlineExceeded
+		}
+		return nil
+	}})
+	id := s.Seed(alarm("t"))
+	send(t, ts, "GET", "/health", "").expect(t, 200, "Healthy")
+	send(t, ts, "GET", "/version", "").expect(t, 200, Version)
+	r := send(t, ts, "PATCH", "/api/sms/"+id, `{"Status":2}`, "NGSILD-Tenant", "t", "Authorization", "Bearer bad")
+	r.expect(t, 401, "")
+	if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
+		t.Errorf("WWW-Authenticate %q", r.header.Get("WWW-Authenticate"))
+	}
+	send(t, ts, "GET", "/api/provider/next/gw/RO", "").expect(t, 401, "")
+	if m, _ := s.Get(id); m.Status != schema.StatusPending {
+		t.Fatalf("a refused PATCH changed the record: %+v", m)
+	}
+	if r := send(t, ts, "PATCH", "/api/sms/"+id, `{"Status":2}`, "NGSILD-Tenant", "t", "Authorization", "Bearer good"); r.status != 200 {
+		t.Fatalf("with a good token: %d %s", r.status, r.body)
+	}
+}
+
 func TestDevEndpoints(t *testing.T) {
 	s, ts := start(t, Options{DevEndpoints: true})
 	r := send(t, ts, "POST", "/_devstack/sms", `{"Tenant":"t","PhoneNumber":"+12015550123","Message":"m","Ttl":5}`)
@@ -660,5 +684,75 @@ func TestJSONStringEscaping(t *testing.T) {
 		if err := json.Unmarshal([]byte(want), &back); err != nil || back != in {
 			t.Errorf("%s does not decode back to %q: %q %v", want, in, back, err)
 		}
+	}
+}
+
+// The stand-in can run two hours ahead of the host or behind it: its Date
+// headers, the times it writes and its background task all follow its own
+// clock.
+func TestClockOffset(t *testing.T) {
+	for _, off := range []time.Duration{2 * time.Hour, -2 * time.Hour} {
+		t.Run(off.String(), func(t *testing.T) {
+			s, ts := start(t, Options{ClockOffset: off})
+			near := func(what string, got time.Time, slack time.Duration) {
+				t.Helper()
+				if want := time.Now().Add(off); got.Before(want.Add(-slack)) || got.After(want.Add(slack)) {
+					t.Errorf("%s = %v, want within %v of %v", what, got, slack, want)
+				}
+			}
+			for _, q := range []struct{ method, path, body string }{
+				{"GET", "/health", ""}, {"GET", "/api/nothing", ""}, {"PATCH", "/api/sms/None", `{"Status":2}`},
+				{"DELETE", "/api/provider/register", ""}, {"GET", "/api/provider/next/gw/RO", ""},
+			} {
+				r := send(t, ts, q.method, q.path, q.body, "NGSILD-Tenant", "t")
+				d, err := http.ParseTime(r.header.Get("Date"))
+				if err != nil {
+					t.Fatalf("%s %s (%d): Date %q: %v", q.method, q.path, r.status, r.header.Get("Date"), err)
+				}
+				near(q.method+" "+q.path+" Date", d, 2*time.Second)
+			}
+
+			seeded := s.Seed(SMS{Tenant: "t", PhoneNumber: "+40722000111", Message: "m"})
+			m, _ := s.Get(seeded)
+			near("seeded Timestamp", m.Timestamp, time.Second)
+			r := send(t, ts, "POST", "/api/sms", `{"PhoneNumber":"+40722000112","Message":"m","Provider":"x","Tenant":"t"}`, "NGSILD-Tenant", "t")
+			var created map[string]any
+			if err := json.Unmarshal([]byte(r.body), &created); err != nil || r.status != 201 {
+				t.Fatalf("create: %d %s", r.status, r.body)
+			}
+			got, _ := s.Get(created["Id"].(string))
+			near("created Timestamp", got.Timestamp, time.Second)
+			send(t, ts, "GET", "/api/provider/next/gw/RO", "")
+			m, _ = s.Get(seeded)
+			if m.Status != schema.StatusEntrusted || m.SentAt == nil {
+				t.Fatalf("next did not claim the seeded SMS: %+v", m)
+			}
+			near("SentAt", *m.SentAt, time.Second)
+
+			// The task: a claim just made is not past the trust timeout on
+			// the stand-in's clock (on the host's it would be 2 h old when
+			// behind), and TTLs count from the stand-in's now.
+			stale := s.Seed(SMS{Tenant: "t", PhoneNumber: "+40722000113", Timestamp: time.Now()})
+			fresh := s.Seed(SMS{Tenant: "t", PhoneNumber: "+40722000114", Timestamp: time.Now().Add(-time.Hour)})
+			s.Tick()
+			if m, _ := s.Get(seeded); m.Status != schema.StatusEntrusted {
+				t.Errorf("a claim made now was timed out: %v", m.Status)
+			}
+			wantStale, wantFresh := schema.StatusExpired, schema.StatusPending
+			if off < 0 {
+				// 2 h behind: host-now is in the stand-in's future and
+				// host-now-1h still an hour ahead of it.
+				wantStale, wantFresh = schema.StatusPending, schema.StatusPending
+			} else {
+				// 2 h ahead: both are older than the 30 min TTL.
+				wantFresh = schema.StatusExpired
+			}
+			if m, _ := s.Get(stale); m.Status != wantStale {
+				t.Errorf("SMS stamped host-now: %v, want %v", m.Status, wantStale)
+			}
+			if m, _ := s.Get(fresh); m.Status != wantFresh {
+				t.Errorf("SMS stamped host-now-1h: %v, want %v", m.Status, wantFresh)
+			}
+		})
 	}
 }

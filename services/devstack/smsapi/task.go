@@ -31,7 +31,7 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Tick() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
+	now := s.now()
 	for _, i := range s.firstWithStatus(schema.StatusEntrusted) {
 		m := s.sms[i]
 		to, retries, by := m.Status, m.RetryCount, ""

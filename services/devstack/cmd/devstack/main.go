@@ -37,7 +37,7 @@ func main() {
 	case "bench":
 		err = bench(ctx, args)
 	case "version":
-		fmt.Println(cli.Version)
+		cli.PrintVersion(os.Stdout, "devstack")
 	default:
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)

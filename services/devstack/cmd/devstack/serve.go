@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -28,6 +29,16 @@ func serve(ctx context.Context, args []string) error {
 	modemTCP := fs.String("modem-tcp", ":7000", "address for the modem simulator")
 	latency := fs.Duration("latency", 500*time.Millisecond, "simulated network time per SMS part")
 	pin := fs.String("pin", "", "SIM PIN the simulator asks for")
+	var offset time.Duration
+	if v := os.Getenv("DEVSTACK_API_CLOCK_OFFSET"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("DEVSTACK_API_CLOCK_OFFSET: %w", err)
+		}
+		offset = d
+	}
+	fs.DurationVar(&offset, "api-clock-offset", offset,
+		"run the SMS API stand-in's clock this far ahead of the host (negative: behind), e.g. 2h or -2h; default $DEVSTACK_API_CLOCK_OFFSET")
 	_ = fs.Parse(args)
 
 	log, err := logging.New("info", "console")
@@ -43,8 +54,11 @@ func serve(ctx context.Context, args []string) error {
 	}
 	api := smsapi.New(smsapi.Options{
 		Verify:       func(tok string) error { _, err := op.Verify(tok); return err },
-		DevEndpoints: true, Logger: log.Named("api"),
+		DevEndpoints: true, Logger: log.Named("api"), ClockOffset: offset,
 	})
+	if offset != 0 {
+		log.Warn("the SMS API stand-in's clock is offset from the host's", zap.Duration("offset", offset))
+	}
 	go api.Run(ctx) //nolint:errcheck // ends with ctx
 
 	sim := modemsim.New(modemsim.Config{PIN: *pin, PartLatency: *latency, Logger: log.Named("modemsim")})

@@ -9,6 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +22,8 @@ import (
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
 	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
 	"github.com/sensorsreport/smsgw/services/modem/internal/sender"
+	"github.com/sensorsreport/smsgw/shared/clock"
+	"github.com/sensorsreport/smsgw/shared/config"
 	"github.com/sensorsreport/smsgw/shared/health"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -42,13 +47,28 @@ func NewModem(cfg Config, log *zap.Logger, hs *health.Server) *gsm.Modem {
 // Run runs the service until ctx ends. A send in flight at that moment is
 // finished, reported and acked first.
 func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
-	if cfg.NATSUser == "" || cfg.NATSPass == "" {
-		return errors.New("NATS_USER and NATS_PASSWORD are required")
+	if cfg.NATSUser == "" {
+		return config.Missing("NATS_USER", "the broker user the poller was given in its NATS_USER")
+	}
+	if cfg.NATSPass == "" {
+		return config.Missing("NATS_PASSWORD", "the broker password the poller was given in its NATS_PASSWORD")
+	}
+	if _, err := os.Stat(cfg.Device); errors.Is(err, fs.ErrNotExist) && !strings.HasPrefix(cfg.Device, "tcp://") {
+		// Not fatal: a modem unplugged or still enumerating at start is
+		// waited for. But say which setting names it.
+		log.Warn("MODEM_DEVICE does not exist (yet); waiting for it. Check the path: ls -l /dev/serial/by-id/",
+			zap.String("MODEM_DEVICE", cfg.Device))
 	}
 	hs := health.New(log)
 	modem := NewModem(cfg, log, hs)
+	clk := clock.New(nil)
 	hs.SetLive(func() error { return modem.Healthy(cfg.UnreadyGrace.D()) })
-	hs.SetReady(modem.Ready)
+	hs.SetReady(func() error {
+		if err := modem.Ready(); err != nil {
+			return err
+		}
+		return timeReady(clk)
+	})
 	if err := hs.Start(cfg.HTTPAddr); err != nil {
 		return err
 	}
@@ -62,12 +82,11 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	if n, err := led.Prune(7 * 24 * time.Hour); err == nil && n > 0 {
-		log.Info("pruned old ledger entries", zap.Int("count", n))
-	}
+	defer led.Close()
 
 	reconnected := make(chan struct{}, 1)
-	nc, err := connect(cfg, log, reconnected)
+	clockReconnected := make(chan struct{}, 1)
+	nc, err := connect(cfg, log, reconnected, clockReconnected)
 	if err != nil {
 		return err
 	}
@@ -98,15 +117,21 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	// after the "shutting down" one below would let the poller claim work
 	// for a modem that is going away.
 	hbDone := make(chan struct{})
-	go func() { defer close(hbDone); heartbeat(ctx, nc, modem, reconnected) }()
+	timeSet := make(chan struct{}, 1)
+	go func() { defer close(hbDone); heartbeat(ctx, nc, modem, clk, reconnected, timeSet) }()
+	bgDone := make(chan struct{}, 2)
+	go func() { syncClock(ctx, nc, clk, clockReconnected, timeSet, log.Named("clock")); bgDone <- struct{}{} }()
+	go func() { pruneLedger(ctx, led, clk, cfg.LedgerRetention.D(), log.Named("ledger")); bgDone <- struct{}{} }()
 
 	s := sender.New(sender.Config{
 		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
-		Log: log.Named("sender"), Reg: hs.Registry,
+		Clock: clk, Log: log.Named("sender"), Reg: hs.Registry,
 	}, js, modem, led)
 	err = s.Run(ctx)
 	log.Info("sender stopped; closing")
 	<-hbDone
+	<-bgDone
+	<-bgDone
 	// Tell the poller at once so it stops claiming for us.
 	publishStatus(nc, schema.ModemStatus{V: schema.Version, Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(heartbeatEvery)})
 	_ = nc.Flush()
@@ -116,7 +141,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	return err
 }
 
-func connect(cfg Config, log *zap.Logger, reconnected chan<- struct{}) (*nats.Conn, error) {
+func connect(cfg Config, log *zap.Logger, reconnected ...chan<- struct{}) (*nats.Conn, error) {
 	nlog := log.Named("nats")
 	nc, err := nats.Connect(cfg.NATSURL,
 		nats.Name("sms-modem"),
@@ -132,9 +157,11 @@ func connect(cfg Config, log *zap.Logger, reconnected chan<- struct{}) (*nats.Co
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
 			nlog.Info("broker reconnected", zap.String("url", c.ConnectedUrlRedacted()))
-			select { // a restarted poller learns our state at once
-			case reconnected <- struct{}{}:
-			default:
+			for _, ch := range reconnected { // a restarted poller learns our state at once
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
 			}
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { nlog.Info("broker connection closed") }),
@@ -147,7 +174,7 @@ func connect(cfg Config, log *zap.Logger, reconnected chan<- struct{}) (*nats.Co
 
 // heartbeat tells the poller whether it may claim work for us: at once on
 // every state change and reconnect, and every heartbeatEvery otherwise.
-func heartbeat(ctx context.Context, nc *nats.Conn, m *gsm.Modem, reconnected <-chan struct{}) {
+func heartbeat(ctx context.Context, nc *nats.Conn, m *gsm.Modem, clk *clock.Clock, reconnected, timeSet <-chan struct{}) {
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
 	for {
@@ -161,6 +188,10 @@ func heartbeat(ctx context.Context, nc *nats.Conn, m *gsm.Modem, reconnected <-c
 		if st.Reason != "" {
 			hb.Reason += ": " + st.Reason
 		}
+		// A modem that cannot check a TTL takes no job: no claims for it.
+		if err := timeReady(clk); hb.Ready && err != nil {
+			hb.Ready, hb.Reason = false, err.Error()
+		}
 		publishStatus(nc, hb)
 		select {
 		case <-ctx.Done():
@@ -168,6 +199,7 @@ func heartbeat(ctx context.Context, nc *nats.Conn, m *gsm.Modem, reconnected <-c
 		case <-t.C:
 		case <-changed:
 		case <-reconnected:
+		case <-timeSet:
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/sensorsreport/smsgw/services/devstack/modemsim"
 	"github.com/sensorsreport/smsgw/services/modem/internal/app"
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
+	"github.com/sensorsreport/smsgw/shared/clock"
 	"github.com/sensorsreport/smsgw/shared/config"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -278,6 +279,36 @@ func TestRun(t *testing.T) {
 		}
 		return st
 	}
+	// The modem is up but has no trustworthy time (this sandbox's kernel
+	// clock may or may not be synchronised; the poller's answer is what
+	// counts): until the poller answers, a synchronised kernel clock is the
+	// only way to be ready.
+	if !clock.KernelSynced() {
+		for {
+			select {
+			case m := <-beats:
+				st := decode(m)
+				if st.Ready {
+					t.Fatalf("ready without a trustworthy time: %+v", st)
+				}
+				if !strings.Contains(st.Reason, "trustworthy time") {
+					continue
+				}
+			case <-ctx.Done():
+				t.Fatal("no heartbeat saying the time is not trustworthy")
+			}
+			break
+		}
+	}
+	// Stand in for the poller's clock: two hours ahead of this machine.
+	clockSub, err := nc.Subscribe(schema.ClockSubject, func(m *nats.Msg) {
+		b, _ := json.Marshal(schema.ClockReading{V: schema.Version, Now: time.Now().Add(2 * time.Hour), Source: "reference"})
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = clockSub.Unsubscribe() })
 	var ready schema.ModemStatus
 	for !ready.Ready {
 		select {
@@ -291,7 +322,7 @@ func TestRun(t *testing.T) {
 		t.Errorf("heartbeat %+v", st)
 	}
 
-	now := time.Now().UTC()
+	now := time.Now().Add(2 * time.Hour).UTC() // the reference clock
 	job := schema.Job{
 		V: schema.Version, ID: "sms-1.0", SmsID: "sms-1", Tenant: "acme", PhoneNumber: "0722000111",
 		Message: "through the whole service", CreatedAt: now, ExpiresAt: now.Add(time.Hour), ClaimedAt: now,

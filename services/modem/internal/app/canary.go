@@ -13,6 +13,7 @@ import (
 	"github.com/sensorsreport/smsgw/services/modem/internal/canary"
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
 	"github.com/sensorsreport/smsgw/services/modem/internal/pdu"
+	"github.com/sensorsreport/smsgw/shared/config"
 	"github.com/sensorsreport/smsgw/shared/health"
 )
 
@@ -22,22 +23,12 @@ func newCanary(cfg Config, m canary.Modem, log *zap.Logger, reg prometheus.Regis
 	if cfg.CanaryInterval.D() <= 0 && !manual {
 		return nil, nil
 	}
-	if cfg.CanaryTimeout.D() <= 0 {
-		return nil, errors.New("CANARY_TIMEOUT must be positive")
+	if cfg.CanaryTimeout.D() <= 0 { // with CANARY_INTERVAL set, Validate said so already
+		return nil, config.Invalid("CANARY_TIMEOUT", cfg.CanaryTimeout.String(), "a positive duration such as 5m")
 	}
-	if !cfg.Receive {
-		return nil, errors.New("the canary needs MODEM_RECEIVE=true: it waits for its SMS to come back")
-	}
-	raw := cfg.CanaryNumber
-	if raw == "" {
-		raw = cfg.Number
-	}
-	if raw == "" {
-		return nil, errors.New("CANARY_NUMBER (or MODEM_NUMBER) is required for the canary")
-	}
-	num, err := pdu.ParseNumber(raw, cfg.Country)
-	if err != nil {
-		return nil, fmt.Errorf("CANARY_NUMBER: %w", err)
+	num, cerr := cfg.canaryNumber()
+	if cerr != nil {
+		return nil, cerr
 	}
 	return canary.New(canary.Config{
 		Interval: cfg.CanaryInterval.D(), Timeout: cfg.CanaryTimeout.D(), Number: num, Dir: cfg.DataDir,

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -24,8 +23,8 @@ const deliverySweep = 10 * time.Second
 // modem's Receiver and the tracker records what the sender submits. The
 // returned stop ends their goroutines and waits for them.
 func startReceive(ctx context.Context, cfg Config, js jetstream.JetStream, modem *gsm.Modem, log *zap.Logger, reg prometheus.Registerer) (stop func(), err error) {
-	if cfg.Receive && cfg.ReassemblyTimeout.D() <= 0 {
-		return nil, errors.New("MODEM_REASSEMBLY_TIMEOUT must be positive")
+	if errs := cfg.receiveErrors(); len(errs) > 0 {
+		return nil, errs
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -42,10 +41,6 @@ func startReceive(ctx context.Context, cfg Config, js jetstream.JetStream, modem
 		go func() { defer wg.Done(); tracker.Run(ctx, deliverySweep) }()
 	}
 	if !cfg.Receive {
-		if cfg.CanaryInterval.D() > 0 {
-			stop()
-			return nil, errors.New("CANARY_INTERVAL needs MODEM_RECEIVE=true: the canary waits for its SMS to come back")
-		}
 		if cfg.DeliveryReports {
 			log.Warn("MODEM_RECEIVE is off, so no delivery reports are requested (MODEM_DELIVERY_REPORTS needs it)")
 		}

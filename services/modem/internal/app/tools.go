@@ -2,8 +2,12 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -11,7 +15,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
+	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
 	"github.com/sensorsreport/smsgw/services/modem/internal/pdu"
+	"github.com/sensorsreport/smsgw/shared/config"
 	"github.com/sensorsreport/smsgw/shared/health"
 )
 
@@ -26,9 +32,40 @@ func Diag(ctx context.Context, cfg Config, log *zap.Logger, w io.Writer) error {
 	PrintStatus(w, st)
 	printCanary(w, cfg)
 	if err != nil {
-		return fmt.Errorf("modem not usable: %w", err)
+		return probeError(cfg, err)
 	}
 	return m.Ready()
+}
+
+// probeError names the setting behind a probe failure where one is to
+// blame: a device path that does not exist, or a PIN the SIM refuses.
+func probeError(cfg Config, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !strings.HasPrefix(cfg.Device, "tcp://"):
+		ce := config.Invalid("MODEM_DEVICE", cfg.Device,
+			"an existing serial device: "+cfg.Device+" does not exist (see ls -l /dev/serial/by-id/; is the modem plugged in?)")
+		ce.Cause = err
+		return ce
+	case errors.Is(err, gsm.ErrWrongPIN):
+		return &config.Error{Var: "MODEM_PIN", Set: cfg.PIN != "", Secret: true, Want: "the SIM's PIN: the SIM rejected this one", Cause: err}
+	case errors.Is(err, gsm.ErrPINRequired) && cfg.PIN == "":
+		return &config.Error{Var: "MODEM_PIN", Want: "the SIM's PIN: the SIM asks for one", Cause: err}
+	}
+	return fmt.Errorf("modem not usable: %w", err)
+}
+
+// Ledger lists the send ledger under MODEM_DATA_DIR, newest first: all
+// entries, or with unknownOnly those whose outcome nobody knows.
+func Ledger(cfg Config, w io.Writer, unknownOnly, asJSON bool) error {
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "ledger")); err != nil {
+		return config.Invalid("MODEM_DATA_DIR", cfg.DataDir, "the modem's data directory, which holds ledger/ ("+err.Error()+")")
+	}
+	led, err := ledger.Open(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer led.Close()
+	return PrintLedger(w, LedgerRows(led.Entries()), unknownOnly, asJSON)
 }
 
 // PrintStatus renders a status as a table for humans.
@@ -93,7 +130,7 @@ func Send(ctx context.Context, cfg Config, log *zap.Logger, w io.Writer, number,
 	m := NewModem(cfg, log, health.New(log))
 	defer m.Close()
 	if _, err := m.Probe(pctx); err != nil {
-		return fmt.Errorf("modem not usable: %w", err)
+		return probeError(cfg, err)
 	}
 	for _, p := range parts {
 		sctx, cancel := context.WithTimeout(ctx, cfg.SendTimeout.D())

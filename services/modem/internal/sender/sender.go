@@ -1,8 +1,10 @@
 // Package sender turns jobs from JetStream into SMS through the modem. It
-// pulls one job at a time, answers redeliveries from the ledger, checks the
-// TTL, validates and encodes, records "attempting" before the first AT+CMGS,
-// keeps the job alive while a long send runs, and publishes the result
-// before it acks the job. The ack and the result drive every upstream status.
+// pulls one job at a time, answers every later claim of an SMS it already
+// sent or tried from the ledger (keyed on the SMS, not the claim), checks
+// the TTL on the trusted clock, validates and encodes, records "attempting"
+// before the first AT+CMGS, checks the TTL again right before it, keeps the
+// job alive while a long send runs, and publishes the result before it acks
+// the job. The ack and the result drive every upstream status.
 package sender
 
 import (
@@ -24,6 +26,7 @@ import (
 	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
 	"github.com/sensorsreport/smsgw/services/modem/internal/pdu"
 	"github.com/sensorsreport/smsgw/shared/backoff"
+	"github.com/sensorsreport/smsgw/shared/clock"
 	"github.com/sensorsreport/smsgw/shared/logging"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -49,9 +52,11 @@ type Config struct {
 	// Heartbeat is how often a job in progress is kept alive; 0 means a
 	// third of the consumer's AckWait, so a long send is never redelivered.
 	Heartbeat time.Duration
-	Log       *zap.Logger
-	Reg       prometheus.Registerer
-	Now       func() time.Time
+	// Clock is the trusted time every TTL decision uses (required): the
+	// poller's reference, never the Pi's unsynchronised wall clock.
+	Clock *clock.Clock
+	Log   *zap.Logger
+	Reg   prometheus.Registerer
 }
 
 // Sender pulls jobs and sends them.
@@ -79,9 +84,6 @@ type metrics struct {
 func New(cfg Config, js jetstream.JetStream, m Modem, l *ledger.Ledger) *Sender {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
 	}
 	if cfg.MaxParts <= 0 {
 		cfg.MaxParts = 10
@@ -114,9 +116,23 @@ func New(cfg Config, js jetstream.JetStream, m Modem, l *ledger.Ledger) *Sender 
 // is finished (bounded by SendTimeout), reported and acked before Run returns.
 func (s *Sender) Run(ctx context.Context) error {
 	retry := backoff.New(200*time.Millisecond, 5*time.Second)
+	untrusted := false
 	for ctx.Err() == nil {
 		if err := s.modem.WaitReady(ctx); err != nil {
 			break
+		}
+		// Without a trustworthy time no TTL can be checked: take no job.
+		if _, _, err := s.cfg.Clock.Now(); err != nil {
+			if !untrusted {
+				s.log.Warn("not taking jobs until the time can be trusted", zap.Error(err))
+				untrusted = true
+			}
+			retry.Wait(ctx)
+			continue
+		}
+		if untrusted {
+			s.log.Info("time is trusted again; taking jobs")
+			untrusted = false
 		}
 		cons, err := s.consumer(ctx)
 		if err != nil {
@@ -187,20 +203,26 @@ func (s *Sender) handle(runCtx context.Context, msg jetstream.Msg) {
 		delivered = int(md.NumDelivered)
 	}
 
+	// The ledger is keyed on the SMS: a redelivery of this claim and every
+	// later claim of the same SMS (the API re-queues after its trust
+	// timeout) are answered with the first outcome, never sent again.
 	var res schema.Result
-	switch e, err := s.ledger.Get(job.ID); {
+	switch e, err := s.ledger.Get(job.Tenant, job.SmsID); {
 	case err == nil && e.State == ledger.Done && e.Result != nil:
-		log.Info("redelivered job already handled; republishing its result", zap.Stringer("status", e.Result.Status))
+		log.Info("SMS already handled; republishing its outcome", zap.Stringer("status", e.Result.Status),
+			zap.String("handled_as", e.JobID))
 		res = *e.Result
+		res.JobID = job.ID
 	case err != nil && !errors.Is(err, ledger.ErrNotFound):
 		// Sending without knowing what the ledger says could duplicate.
 		log.Error("ledger unreadable; handing the job back", zap.Error(err))
 		_ = msg.NakWithDelay(10 * time.Second)
 		return
 	case err == nil:
-		log.Warn("redelivered job was interrupted mid-send; reporting Unknown, not resending")
+		log.Warn("an earlier send of this SMS was interrupted; reporting Unknown, not resending",
+			zap.String("attempted_as", e.JobID))
 		res = s.result(job, schema.StatusUnknown, schema.CodeOutcomeUnknown, "interrupted while sending; not resent to avoid a duplicate")
-		if err := s.ledger.Done(res); err != nil {
+		if err := s.ledger.Done(job, res, s.now()); err != nil {
 			log.Error("ledger write failed", zap.Error(err))
 			return
 		}
@@ -226,7 +248,12 @@ func (s *Sender) handle(runCtx context.Context, msg jetstream.Msg) {
 // send runs the job to a final result. ok is false when the job should be
 // left for redelivery (shutdown before any part was submitted).
 func (s *Sender) send(runCtx, jobCtx context.Context, msg jetstream.Msg, job schema.Job, delivered int, log *zap.Logger) (schema.Result, bool) {
-	now := s.cfg.Now()
+	now, _, err := s.cfg.Clock.Now()
+	if err != nil {
+		log.Warn("no trustworthy time; handing the job back", zap.Error(err))
+		_ = msg.NakWithDelay(5 * time.Second)
+		return schema.Result{}, false
+	}
 	if job.Expired(now) {
 		return s.done(job, schema.StatusExpired, schema.CodeExpired, "TTL passed before sending", log), true
 	}
@@ -248,7 +275,7 @@ func (s *Sender) send(runCtx, jobCtx context.Context, msg jetstream.Msg, job sch
 
 	stopHB := s.heartbeat(msg)
 	defer stopHB()
-	if err := s.ledger.Attempting(job.ID, delivered); err != nil {
+	if err := s.ledger.Attempting(job, delivered, now); err != nil {
 		log.Error("ledger write failed; not sending", zap.Error(err))
 		_ = msg.NakWithDelay(5 * time.Second)
 		return schema.Result{}, false
@@ -257,26 +284,27 @@ func (s *Sender) send(runCtx, jobCtx context.Context, msg jetstream.Msg, job sch
 	refs := make([]int, 0, len(parts))
 	for i, p := range parts {
 		for attempt := 0; ; attempt++ {
-			if len(refs) == 0 {
-				if runCtx.Err() != nil {
-					return s.abandon(job, msg, log)
-				}
-				if job.Expired(s.cfg.Now()) {
-					_ = s.ledger.Forget(job.ID)
-					return s.done(job, schema.StatusExpired, schema.CodeExpired, "TTL passed before sending", log), true
-				}
-			}
 			if err := s.waitReady(runCtx, jobCtx, job, len(refs) == 0); err != nil {
 				if len(refs) == 0 {
-					if job.Expired(s.cfg.Now()) {
-						_ = s.ledger.Forget(job.ID)
+					if s.expired(job) {
 						return s.done(job, schema.StatusExpired, schema.CodeExpired, "modem not ready before the TTL passed", log), true
 					}
 					return s.abandon(job, msg, log)
 				}
 				r := s.result(job, schema.StatusUnknown, schema.CodeOutcomeUnknown, "modem lost after part "+fmt.Sprint(len(refs))+" of "+fmt.Sprint(len(parts)))
 				r.References, r.Parts = refs, len(parts)
-				return s.store(r, log), true
+				return s.store(job, r, log), true
+			}
+			// The last word before the first part leaves: shutting down, or
+			// the TTL passed while waiting (the trusted clock, right before
+			// AT+CMGS). Once a part is out the message is finished.
+			if len(refs) == 0 {
+				if runCtx.Err() != nil {
+					return s.abandon(job, msg, log)
+				}
+				if s.expired(job) {
+					return s.done(job, schema.StatusExpired, schema.CodeExpired, "TTL passed before sending", log), true
+				}
 			}
 			sendCtx, cancel := context.WithTimeout(jobCtx, s.cfg.SendTimeout)
 			mr, err := s.modem.Submit(sendCtx, p.TPDULen, p.Hex)
@@ -309,14 +337,19 @@ func (s *Sender) send(runCtx, jobCtx context.Context, msg jetstream.Msg, job sch
 			default:
 				continue
 			}
+			if len(refs) > 0 && r.Status == schema.StatusFailed {
+				// Earlier parts reached the phone: not Failed, Unknown.
+				r = s.result(job, schema.StatusUnknown, schema.CodePartial,
+					fmt.Sprintf("part %d of %d not sent after %d went out: %s", i+1, len(parts), len(refs), r.Reason))
+			}
 			r.References, r.Parts = refs, len(parts)
-			return s.store(r, log), true
+			return s.store(job, r, log), true
 		}
 	}
 	r := s.result(job, schema.StatusSent, "", "")
-	r.SentAt = s.cfg.Now().UTC()
+	r.SentAt = s.now().UTC()
 	r.References, r.Parts = refs, len(parts)
-	return s.store(r, log), true
+	return s.store(job, r, log), true
 }
 
 // waitReady waits for the modem. Before the first part it may wait until the
@@ -326,7 +359,13 @@ func (s *Sender) waitReady(runCtx, jobCtx context.Context, job schema.Job, first
 	ctx := jobCtx
 	var cancel context.CancelFunc
 	if first {
-		ctx, cancel = context.WithDeadline(jobCtx, job.ExpiresAt)
+		// The TTL is on the trusted clock; the wait runs on the local
+		// monotonic clock, so it is expressed as the time left.
+		now, _, err := s.cfg.Clock.Now()
+		if err != nil {
+			return err
+		}
+		ctx, cancel = context.WithTimeout(jobCtx, job.ExpiresAt.Sub(now))
 		defer cancel()
 		// Stop waiting on shutdown as long as nothing has been sent.
 		stop := context.AfterFunc(runCtx, cancel)
@@ -335,9 +374,25 @@ func (s *Sender) waitReady(runCtx, jobCtx context.Context, job schema.Job, first
 	return s.modem.WaitReady(ctx)
 }
 
+// now is the trusted time. Once a job is taken the clock has a reference or
+// a synchronised system clock, and neither goes away.
+func (s *Sender) now() time.Time {
+	t, _, err := s.cfg.Clock.Now()
+	if err != nil {
+		return time.Now()
+	}
+	return t
+}
+
+// expired reports whether the job's TTL has passed on the trusted clock.
+func (s *Sender) expired(job schema.Job) bool {
+	t, _, err := s.cfg.Clock.Now()
+	return err != nil || job.Expired(t)
+}
+
 // abandon gives a job back to the broker untouched.
 func (s *Sender) abandon(job schema.Job, msg jetstream.Msg, log *zap.Logger) (schema.Result, bool) {
-	if err := s.ledger.Forget(job.ID); err != nil {
+	if err := s.ledger.Forget(job.Tenant, job.SmsID); err != nil {
 		log.Error("ledger forget failed", zap.Error(err))
 	}
 	_ = msg.Nak()
@@ -350,16 +405,16 @@ func (s *Sender) result(job schema.Job, st schema.Status, code, reason string) s
 }
 
 func (s *Sender) done(job schema.Job, st schema.Status, code, reason string, log *zap.Logger) schema.Result {
-	return s.store(s.result(job, st, code, reason), log)
+	return s.store(job, s.result(job, st, code, reason), log)
 }
 
 // store records the outcome before anything is published: from here on a
-// redelivery is answered from the ledger.
-func (s *Sender) store(r schema.Result, log *zap.Logger) schema.Result {
+// redelivery or a later claim is answered from the ledger.
+func (s *Sender) store(job schema.Job, r schema.Result, log *zap.Logger) schema.Result {
 	if r.Status != schema.StatusSent {
 		log.Warn("job not sent", zap.Stringer("status", r.Status), zap.String("code", r.Code), zap.String("reason", r.Reason))
 	}
-	if err := s.ledger.Done(r); err != nil {
+	if err := s.ledger.Done(job, r, s.now()); err != nil {
 		log.Error("ledger write failed", zap.Error(err))
 	}
 	return r

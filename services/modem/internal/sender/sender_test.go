@@ -23,6 +23,7 @@ import (
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
 	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
 	"github.com/sensorsreport/smsgw/services/modem/internal/sender"
+	"github.com/sensorsreport/smsgw/shared/clock"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
 
@@ -77,6 +78,7 @@ type env struct {
 	modem   *gsm.Modem
 	js      jetstream.JetStream
 	led     *ledger.Ledger
+	clk     *clock.Clock       // the trusted time: a reference, as the poller gives it
 	jobs    jetstream.Consumer // the modem's consumer, to check acks
 	results jetstream.Consumer // stands in for the poller
 }
@@ -84,6 +86,7 @@ type env struct {
 type envOpt struct {
 	sim       modemsim.Config
 	noResults bool // leave SMS_RESULTS out, so no result can be stored
+	noTime    bool // no time reference, and a system clock that is not synchronised
 }
 
 func newEnv(t *testing.T, o envOpt) *env {
@@ -148,6 +151,12 @@ func newEnv(t *testing.T, o envOpt) *env {
 	if e.led, err = ledger.Open(t.TempDir()); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { e.led.Close() })
+	// The kernel's word is never taken here: only the reference counts.
+	e.clk = clock.New(func() bool { return false })
+	if !o.noTime {
+		e.clk.Observe(time.Now(), time.Now())
+	}
 	return e
 }
 
@@ -183,10 +192,16 @@ func defaultConfig() sender.Config {
 
 // start runs a sender; stop cancels its context and waits for Run.
 func (e *env) start(cfg sender.Config) (stop func()) {
+	return e.startWith(cfg, e.modem)
+}
+
+// startWith runs a sender on m, which may wrap the env's modem.
+func (e *env) startWith(cfg sender.Config, m sender.Modem) (stop func()) {
 	e.t.Helper()
 	cfg.Log = e.log.Named("sender")
 	cfg.Reg = prometheus.NewRegistry()
-	s := sender.New(cfg, e.js, e.modem, e.led)
+	cfg.Clock = e.clk
+	s := sender.New(cfg, e.js, m, e.led)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -302,7 +317,7 @@ func checkResult(t *testing.T, r schema.Result, j schema.Job, st schema.Status, 
 
 func (e *env) checkLedger(r schema.Result) {
 	e.t.Helper()
-	entry, err := e.led.Get(r.JobID)
+	entry, err := e.led.Get(r.Tenant, r.SmsID)
 	if err != nil {
 		e.t.Fatalf("ledger: %v", err)
 	}
@@ -374,7 +389,7 @@ func TestResultPublishedBeforeAck(t *testing.T) {
 	// The ledger is written before the publish is attempted.
 	deadline := time.Now().Add(wait)
 	for {
-		if entry, err := e.led.Get(j.ID); err == nil && entry.State == ledger.Done {
+		if entry, err := e.led.Get(j.Tenant, j.SmsID); err == nil && entry.State == ledger.Done {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -453,7 +468,7 @@ func TestRedeliveryAnsweredFromLedger(t *testing.T) {
 		V: schema.Version, JobID: j.ID, SmsID: j.SmsID, Tenant: j.Tenant, Status: schema.StatusSent,
 		SentAt: time.Now().UTC().Truncate(time.Second), References: []int{17}, Parts: 1,
 	}
-	if err := e.led.Done(stored); err != nil {
+	if err := e.led.Done(j, stored, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	e.start(defaultConfig())
@@ -473,7 +488,7 @@ func TestInterruptedJobIsUnknownNotResent(t *testing.T) {
 	e := newEnv(t, envOpt{})
 	// A previous run crashed between "attempting" and the outcome.
 	j := newJob(to, "maybe sent")
-	if err := e.led.Attempting(j.ID, 1); err != nil {
+	if err := e.led.Attempting(j, 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	e.start(defaultConfig())
@@ -575,7 +590,7 @@ func TestGracefulShutdownFinishesTheSend(t *testing.T) {
 		t.Fatalf("after shutdown %d pending and %d stored, want 0 and the queued job", ack, stored)
 	}
 	checkResult(t, e.nextResult(), j, schema.StatusSent, "")
-	if _, err := e.led.Get(queued.ID); err == nil {
+	if _, err := e.led.Get(queued.Tenant, queued.SmsID); err == nil {
 		t.Fatal("the queued job has a ledger entry although it was never started")
 	}
 }

@@ -1,9 +1,14 @@
 package app
 
 import (
+	"maps"
 	"os"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/sensorsreport/smsgw/shared/config"
 )
 
 func TestProviderName(t *testing.T) {
@@ -28,7 +33,49 @@ func TestCountryCodes(t *testing.T) {
 	}
 }
 
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	base := map[string]string{"SMS_API_URL": "https://api.example.net", "NATS_USER": "modem", "NATS_PASSWORD": "p"}
+	if _, err := config.LoadFrom[Config](base); err != nil {
+		t.Fatalf("a good configuration: %v", err)
+	}
+	for k, v := range map[string]string{
+		"SMS_API_URL": "not a url", "POLL_INTERVAL": "abc", "SMS_COUNTRIES": "Romania", "KEYCLOAK_URL": "keycloak",
+		"OIDC_ISSUER_URL": "/realms/sr", "NATS_LISTEN": "4222", "HTTP_ADDR": "8080", "MAX_QUEUED_JOBS": "0",
+		"JOB_ACK_WAIT": "-1s", "SMS_API_PREFIX": "/api?x", "KEYCLOAK_USER": "gateway", "NATS_MAX_STORE_MB": "lots",
+		"OIDC_SCOPES": `openid "profile"`,
+	} {
+		env := maps.Clone(base)
+		env[k] = v
+		_, err := config.LoadFrom[Config](env)
+		want := k
+		if k == "KEYCLOAK_USER" {
+			want = "KEYCLOAK_PASSWORD is not set"
+		}
+		if !config.IsConfig(err) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "want ") {
+			t.Errorf("%s=%q: %v", k, v, err)
+		}
+	}
+}
+
+func TestOIDCScopes(t *testing.T) {
+	base := map[string]string{"SMS_API_URL": "http://api", "NATS_USER": "u", "NATS_PASSWORD": "p"}
+	cfg, err := config.LoadFrom[Config](base)
+	if err != nil || cfg.OIDCScopes != "openid" {
+		t.Fatalf("OIDC_SCOPES unset: %q, %v; want openid", cfg.OIDCScopes, err)
+	}
+	base["OIDC_SCOPES"] = "openid,profile"
+	if cfg, err = config.LoadFrom[Config](base); err != nil || cfg.OIDCScopes != "openid,profile" {
+		t.Fatalf("OIDC_SCOPES set: %q, %v", cfg.OIDCScopes, err)
+	}
+	// Run, which tests call without loading, refuses a bad value too.
+	cfg.IssuerURL, cfg.OIDCScopes = "http://idp.example/realms/sr", "openid,\\x"
+	if _, err := newTokens(cfg, zap.NewNop(), nil); !config.IsConfig(err) || !strings.Contains(err.Error(), "OIDC_SCOPES") {
+		t.Fatalf("newTokens with a bad scope: %v", err)
+	}
+}
+
 func TestWebhookConfig(t *testing.T) {
+	base := map[string]string{"SMS_API_URL": "https://api.example.net", "NATS_USER": "modem", "NATS_PASSWORD": "p"}
 	for _, tc := range []struct {
 		url, secret, err string
 	}{
@@ -41,13 +88,18 @@ func TestWebhookConfig(t *testing.T) {
 		{"ftp://hooks.example/sms", "s", "INCOMING_WEBHOOK_URL"},
 		{"https://", "s", "INCOMING_WEBHOOK_URL"},
 		{"::", "s", "INCOMING_WEBHOOK_URL"},
+		{"ftp://user:pw@hooks.example/sms?token=tok", "s", "INCOMING_WEBHOOK_URL"},
 	} {
-		u, s, err := Config{WebhookURL: tc.url, WebhookSecret: tc.secret}.Webhook()
+		env := maps.Clone(base)
+		env["INCOMING_WEBHOOK_URL"], env["INCOMING_WEBHOOK_SECRET"] = tc.url, tc.secret
+		cfg, err := config.LoadFrom[Config](env)
 		switch {
-		case tc.err == "" && (err != nil || u != tc.url || (u != "" && s != tc.secret)):
-			t.Errorf("%q/%q: %q, %v", tc.url, tc.secret, u, err)
-		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+		case tc.err == "" && (err != nil || cfg.WebhookURL != tc.url || cfg.WebhookSecret != tc.secret):
+			t.Errorf("%q/%q: %+v, %v", tc.url, tc.secret, cfg, err)
+		case tc.err != "" && (!config.IsConfig(err) || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%q/%q: error %v, want one naming %s", tc.url, tc.secret, err, tc.err)
+		case err != nil && (strings.Contains(err.Error(), "pw") || strings.Contains(err.Error(), "tok")):
+			t.Errorf("the error shows a credential: %v", err)
 		}
 	}
 }

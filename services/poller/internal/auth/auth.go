@@ -1,10 +1,11 @@
 // Package auth is the poller's OAuth 2.0 token source for Keycloak or any
 // standards-compliant OIDC provider. It finds the token endpoint through the
 // issuer's discovery document, logs in with the password grant (or client
-// credentials when no user is configured), refreshes ahead of expiry, falls
-// back to a fresh password login when the session behind the refresh token
-// has ended, rides out provider outages on the token it still holds, and backs
-// off hard on rejected credentials so Keycloak's brute-force lockout is never
+// credentials when no user is configured), sending the configured scopes,
+// refreshes ahead of expiry, drops the refresh token and logs in afresh when
+// the provider refuses a refresh with any OAuth error, rides out provider
+// outages on the token it still holds, and backs off on rejected credentials
+// (from seconds up to 5 minutes) so Keycloak's brute-force lockout is not
 // provoked. Fetches are single-flight and no lock is held across network
 // calls: the legacy gateway deadlocked exactly there (sms-api-contract §4.4).
 package auth
@@ -15,9 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/sensorsreport/smsgw/shared/backoff"
 )
 
 // Defaults; see Config.
@@ -33,7 +36,8 @@ const (
 	defaultHTTPTimeout      = 30 * time.Second
 	defaultMinBackoff       = time.Second
 	defaultMaxBackoff       = time.Minute
-	defaultRejectedBackoff  = 5 * time.Minute
+	rejectedMinBackoff      = 5 * time.Second
+	rejectedMaxBackoff      = 5 * time.Minute
 	maxEarlyRefresh         = 30 * time.Second
 	maxDiscoveryDocumentLen = 1 << 20
 )
@@ -44,8 +48,9 @@ var (
 	// not sent and should be retried later.
 	ErrNoToken = errors.New("auth: no valid access token")
 	// ErrRejected marks a permanent refusal by the provider: bad client
-	// credentials, a wrong password, a grant the client may not use. The
-	// source retries only after a long back-off.
+	// credentials, a wrong password, a grant the client may not use, a
+	// missing scope. The source retries after a back-off that grows from 5 s
+	// to 5 min.
 	ErrRejected = errors.New("auth: credentials rejected")
 	// ErrNoIssuer means neither OIDC_ISSUER_URL nor KEYCLOAK_URL is set.
 	ErrNoIssuer = errors.New("auth: no issuer configured")
@@ -61,16 +66,40 @@ type Config struct {
 	// Username selects the password grant; empty means client credentials.
 	Username string
 	Password string
+	// Scopes are sent as "scope" with the password and client-credentials
+	// grants (OIDC_SCOPES; dex refuses a password grant without openid).
+	// Nil sends none. See ParseScopes.
+	Scopes []string
 	// HTTPClient carries every call to the provider; nil means a client
 	// with a 30 s timeout. Set a timeout on any client passed in.
 	HTTPClient *http.Client
 	Log        *zap.Logger
 	// Registerer receives sms_poller_token_refreshes_total; nil skips it.
 	Registerer prometheus.Registerer
-	// MinBackoff and MaxBackoff bound the jittered exponential back-off
-	// after transient failures (defaults 1 s and 1 min). A rejection waits
-	// max(MaxBackoff, 5 min).
+	// MinBackoff and MaxBackoff bound the back-off after transient failures
+	// (defaults 1 s and 1 min). Rejections back off from 5 s to 5 min.
 	MinBackoff, MaxBackoff time.Duration
+}
+
+// ParseScopes reads OIDC_SCOPES: scope tokens separated by spaces or commas,
+// duplicates dropped. Each must be an RFC 6749 scope token (printable
+// ASCII without space, '"' or a backslash), and there must be at least one.
+func ParseScopes(s string) ([]string, error) {
+	var out []string
+	for _, sc := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+		for _, r := range sc {
+			if r < 0x21 || r > 0x7e || r == '"' || r == '\\' {
+				return nil, fmt.Errorf("%w: scope %q: want printable ASCII without quotes or backslashes", ErrConfig, sc)
+			}
+		}
+		if !slices.Contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no scope in %q", ErrConfig, s)
+	}
+	return out, nil
 }
 
 // IssuerFrom picks the issuer: OIDC_ISSUER_URL when set, otherwise
@@ -111,7 +140,8 @@ type Source struct {
 	fetches *prometheus.CounterVec
 	// bg is the context every fetch derives from: never a caller's context,
 	// which x/oauth2 would otherwise keep for later refreshes (§3.7).
-	bg context.Context
+	bg  context.Context
+	now func() time.Time // time.Now; tests move it
 
 	mu        sync.Mutex
 	tokenURL  string        // from discovery, once found
@@ -122,6 +152,8 @@ type Source struct {
 	lastErr   error
 	failures  int
 	nextTry   time.Time
+	transient *backoff.Backoff // after network errors and 5xx
+	rejected  *backoff.Backoff // after the provider refused the login
 }
 
 // New validates cfg and returns a Source. Nothing is fetched until the first
@@ -135,6 +167,11 @@ func New(cfg Config) (*Source, error) {
 	}
 	if cfg.Username != "" && cfg.Password == "" {
 		return nil, fmt.Errorf("%w: password is empty for user %q", ErrConfig, cfg.Username)
+	}
+	for _, sc := range cfg.Scopes {
+		if got, err := ParseScopes(sc); err != nil || len(got) != 1 || got[0] != sc {
+			return nil, fmt.Errorf("%w: scope %q is not one scope token", ErrConfig, sc)
+		}
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: defaultHTTPTimeout}
@@ -159,10 +196,13 @@ func New(cfg Config) (*Source, error) {
 		}
 	}
 	return &Source{
-		cfg:     cfg,
-		log:     log.With(zap.String("issuer", cfg.IssuerURL), zap.String("client_id", cfg.ClientID)),
-		fetches: fetches,
-		bg:      context.WithValue(context.Background(), oauth2.HTTPClient, cfg.HTTPClient),
+		cfg:       cfg,
+		log:       log.With(zap.String("issuer", cfg.IssuerURL), zap.String("client_id", cfg.ClientID)),
+		fetches:   fetches,
+		bg:        context.WithValue(context.Background(), oauth2.HTTPClient, cfg.HTTPClient),
+		now:       time.Now,
+		transient: backoff.New(cfg.MinBackoff, cfg.MaxBackoff),
+		rejected:  backoff.New(rejectedMinBackoff, rejectedMaxBackoff),
 	}, nil
 }
 
@@ -174,7 +214,7 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 	waited := false
 	for {
 		s.mu.Lock()
-		now := time.Now()
+		now := s.now()
 		usable := s.usableLocked(now)
 		if usable && (s.refreshAt.IsZero() || now.Before(s.refreshAt)) {
 			tok := s.tok.AccessToken
@@ -208,17 +248,12 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 	}
 }
 
-// Invalidate drops the current access token, e.g. after a 401 from the API,
-// so the next Token call refreshes. It does not cut a running back-off short.
-func (s *Source) Invalidate() {
-	s.mu.Lock()
-	s.invalid = true
-	s.mu.Unlock()
-}
-
-// invalidate drops tok only if it is still current, so a 401 for a token
-// that was already replaced does not discard its successor.
-func (s *Source) invalidate(tok string) {
+// Invalidate tells the source that the API refused tok (a 401 or 403), so
+// the next Token call fetches a new one: a refresh, or a fresh login when
+// the refresh is refused. A tok that is no longer current changes nothing,
+// so a late refusal cannot discard its successor. Like every fetch, the new
+// one is single-flight and waits out a running back-off.
+func (s *Source) Invalidate(tok string) {
 	s.mu.Lock()
 	if s.tok != nil && s.tok.AccessToken == tok {
 		s.invalid = true
@@ -230,7 +265,7 @@ func (s *Source) invalidate(tok string) {
 func (s *Source) Ready() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.usableLocked(time.Now()) {
+	if s.usableLocked(s.now()) {
 		return nil
 	}
 	return s.noTokenLocked()
@@ -269,11 +304,12 @@ func (s *Source) fetch(done chan struct{}) {
 	defer cancel()
 	var tok *oauth2.Token
 	var err error
+	refused := false
 	if tokenURL == "" {
 		tokenURL, err = s.discover(ctx)
 	}
 	if err == nil {
-		tok, err = s.obtain(ctx, tokenURL, refresh)
+		tok, refused, err = s.obtain(ctx, tokenURL, refresh)
 	}
 
 	s.mu.Lock()
@@ -281,10 +317,21 @@ func (s *Source) fetch(done chan struct{}) {
 	defer close(done)
 	s.inflight = nil
 	s.tokenURL = tokenURL
-	now := time.Now()
+	now := s.now()
+	if refused && s.tok != nil && s.tok.RefreshToken == refresh {
+		// Never offer it again, even if the login after it failed.
+		t := *s.tok
+		t.RefreshToken = ""
+		s.tok = &t
+	}
 	if err != nil {
 		s.lastErr = err
-		wait := s.backoffLocked(errors.Is(err, ErrRejected))
+		s.failures++
+		b := s.transient
+		if errors.Is(err, ErrRejected) {
+			b = s.rejected
+		}
+		wait := b.Next()
 		s.nextTry = now.Add(wait)
 		s.log.Warn("cannot obtain access token", zap.Error(err),
 			zap.Int("consecutive_failures", s.failures), zap.Duration("retry_in", wait),
@@ -292,6 +339,8 @@ func (s *Source) fetch(done chan struct{}) {
 		return
 	}
 	s.tok, s.invalid, s.lastErr, s.failures, s.nextTry = tok, false, nil, 0, time.Time{}
+	s.transient.Reset()
+	s.rejected.Reset()
 	s.refreshAt = time.Time{}
 	if !tok.Expiry.IsZero() {
 		// Refresh early: 30 s before expiry, or a third of the lifetime
@@ -303,49 +352,36 @@ func (s *Source) fetch(done chan struct{}) {
 		zap.Any("refresh_expires_in", tok.Extra("refresh_expires_in")))
 }
 
-// backoffLocked counts a failure and returns how long to wait: jittered
-// exponential for transient failures, long and fixed after a rejection.
-func (s *Source) backoffLocked(rejected bool) time.Duration {
-	s.failures++
-	if rejected {
-		return max(s.cfg.MaxBackoff, defaultRejectedBackoff)
-	}
-	d := s.cfg.MinBackoff
-	for i := 1; i < s.failures && d < s.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, s.cfg.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
-}
-
 // obtain gets a token: client credentials, or a refresh that falls back to a
-// password login when the provider says the session is gone.
-func (s *Source) obtain(ctx context.Context, tokenURL, refresh string) (*oauth2.Token, error) {
+// password login when the provider refuses it. refused reports that the
+// refresh token was refused and must not be used again.
+func (s *Source) obtain(ctx context.Context, tokenURL, refresh string) (_ *oauth2.Token, refused bool, _ error) {
 	if s.cfg.Username == "" {
 		cc := clientcredentials.Config{ClientID: s.cfg.ClientID, ClientSecret: s.cfg.ClientSecret,
-			TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}
+			TokenURL: tokenURL, Scopes: s.cfg.Scopes, AuthStyle: oauth2.AuthStyleInParams}
 		tok, err := cc.Token(ctx)
-		return tok, s.outcome("client_credentials", err)
+		return tok, false, s.outcome("client_credentials", err)
 	}
 	// Params style: auto-detection would send a bad password twice and
 	// Keycloak < 20 mis-decodes Basic credentials (platform-notes §3.5).
-	oc := oauth2.Config{ClientID: s.cfg.ClientID, ClientSecret: s.cfg.ClientSecret,
+	oc := oauth2.Config{ClientID: s.cfg.ClientID, ClientSecret: s.cfg.ClientSecret, Scopes: s.cfg.Scopes,
 		Endpoint: oauth2.Endpoint{TokenURL: tokenURL, AuthStyle: oauth2.AuthStyleInParams}}
 	if refresh != "" {
 		// A one-shot source owned by this fetch: no stored request context
 		// and no second owner of the rotating refresh token (§3.7).
 		tok, err := oc.TokenSource(ctx, &oauth2.Token{RefreshToken: refresh}).Token()
 		err = s.outcome("refresh_token", err)
-		if err == nil || !isInvalidGrant(err) {
-			return tok, err
+		if err == nil || !refusedByProvider(err) {
+			return tok, false, err
 		}
-		s.log.Info("refresh token no longer accepted; logging in again", zap.Error(err))
+		refused = true
+		s.log.Info("refresh token refused; logging in again", zap.Error(err))
 	}
 	tok, err := oc.PasswordCredentialsToken(ctx, s.cfg.Username, s.cfg.Password)
 	if err == nil {
 		s.log.Info("logged in", zap.String("user", s.cfg.Username))
 	}
-	return tok, s.outcome("password", err)
+	return tok, refused, s.outcome("password", err)
 }
 
 // outcome counts a token call and classifies its error: OAuth error
@@ -368,9 +404,17 @@ func (s *Source) outcome(grant string, err error) error {
 	return fmt.Errorf("%s grant: %w: %w", grant, ErrRejected, err)
 }
 
-func isInvalidGrant(err error) bool {
+// refusedByProvider tells a refresh the provider refused, whatever the
+// OAuth error (Keycloak says invalid_grant when the session ended, dex
+// invalid_request for a token it lost in a restart), from an outage: any
+// answer with an OAuth error code, or any 4xx. A 5xx without one (a proxy
+// in front of a provider that is down) keeps the refresh token.
+func refusedByProvider(err error) bool {
 	var re *oauth2.RetrieveError
-	return errors.As(err, &re) && re.ErrorCode == "invalid_grant"
+	if !errors.As(err, &re) {
+		return false
+	}
+	return re.ErrorCode != "" || re.Response == nil || re.Response.StatusCode < 500
 }
 
 // discover reads token_endpoint from the issuer's discovery document. The
@@ -413,37 +457,4 @@ func parseDiscovery(body []byte) (string, error) {
 		return "", fmt.Errorf("token_endpoint: %w", err)
 	}
 	return doc.TokenEndpoint, nil
-}
-
-// Transport returns a RoundTripper that authorises every request with the
-// current token. Without a token the request is not sent and the error wraps
-// ErrNoToken. A 401 answer invalidates the token that was sent; retrying is
-// the caller's business.
-func (s *Source) Transport(base http.RoundTripper) http.RoundTripper {
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	return &transport{src: s, base: base}
-}
-
-type transport struct {
-	src  *Source
-	base http.RoundTripper
-}
-
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	tok, err := t.src.Token(req.Context())
-	if err != nil {
-		if req.Body != nil {
-			req.Body.Close() // RoundTrippers must close the body, even on error
-		}
-		return nil, err
-	}
-	r := req.Clone(req.Context())
-	r.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := t.base.RoundTrip(r)
-	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		t.src.invalidate(tok)
-	}
-	return resp, err
 }

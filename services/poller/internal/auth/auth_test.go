@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,8 @@ type idp struct {
 	srv    *httptest.Server
 	issuer string
 
-	arrived chan struct{} // one send per gated token request
+	arrived      chan struct{} // one send per gated token request
+	failPassword atomic.Bool   // answer password grants 503, as in a partial outage
 
 	mu          sync.Mutex
 	tokenReqs   []tokenReq
@@ -52,15 +54,19 @@ type tokenReq struct {
 	basic bool
 }
 
-func newIDP(t *testing.T, accessTTL, refreshTTL time.Duration) *idp {
+func newIDP(t *testing.T, accessTTL, refreshTTL time.Duration, mod ...func(*oidc.Config)) *idp {
 	t.Helper()
-	p, err := oidc.New(oidc.Config{
+	cfg := oidc.Config{
 		Realm:      "sr",
 		Clients:    map[string]string{clientID: clientSecret, "public-cli": ""},
 		Users:      map[string]string{user: password},
 		AccessTTL:  accessTTL,
 		RefreshTTL: refreshTTL,
-	})
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	p, err := oidc.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +97,10 @@ func newIDP(t *testing.T, accessTTL, refreshTTL time.Duration) *idp {
 			if gate != nil {
 				d.arrived <- struct{}{}
 				<-gate
+			}
+			if form.Get("grant_type") == "password" && d.failPassword.Load() {
+				http.Error(w, "upstream unavailable", http.StatusServiceUnavailable)
+				return
 			}
 		}
 		h.ServeHTTP(w, r)
@@ -508,7 +518,7 @@ func TestConcurrentCallersShareOneFetch(t *testing.T) {
 	if st := d.p.Stats(); st.PasswordGrants != 1 || st.RefreshGrants != 0 {
 		t.Fatalf("after login: stats %+v", st)
 	}
-	h.src.Invalidate()
+	h.src.Invalidate(tok1)
 	tok2 := round(t)
 	if st := d.p.Stats(); st.PasswordGrants != 1 || st.RefreshGrants != 1 || st.Failures != 0 {
 		t.Fatalf("after refresh: stats %+v", st)
@@ -528,9 +538,9 @@ func TestLoginAgainWhenSessionEnds(t *testing.T) {
 		accessTTL, refreshTTL time.Duration
 		end                   func(t *testing.T, d *idp, h harness, tok string)
 	}{
-		"sessions revoked": {2 * time.Second, 5 * time.Second, func(t *testing.T, d *idp, h harness, _ string) {
+		"sessions revoked": {2 * time.Second, 5 * time.Second, func(t *testing.T, d *idp, h harness, tok string) {
 			d.p.RevokeAll()
-			h.src.Invalidate() // as after a 401 from the API
+			h.src.Invalidate(tok) // as after a 401 from the API
 		}},
 		"refresh token idle-expired": {2 * time.Second, 2 * time.Second, func(t *testing.T, d *idp, _ harness, tok string) {
 			// Nobody calls Token meanwhile, so nothing refreshes. Both
@@ -650,64 +660,182 @@ func TestRejectedCredentialsBackOff(t *testing.T) {
 	}
 }
 
-func TestTransport(t *testing.T) {
-	d := newIDP(t, 2*time.Second, 5*time.Second)
+// Invalidate renews only the token it names: a refusal that arrives after
+// the token was replaced leaves the successor alone.
+func TestInvalidateOnlyTheCurrentToken(t *testing.T) {
+	d := newIDP(t, 10*time.Second, 30*time.Second)
 	h := newSource(t, d, nil)
+	tok1 := mustToken(t, d, h.src)
+	h.src.Invalidate("not-the-current-token")
+	if tok := mustToken(t, d, h.src); tok != tok1 {
+		t.Fatal("invalidating another token replaced the current one")
+	}
+	h.src.Invalidate(tok1)
+	if err := h.src.Ready(); !errors.Is(err, auth.ErrNoToken) {
+		t.Fatalf("Ready after Invalidate = %v", err)
+	}
+	tok2 := mustToken(t, d, h.src)
+	if tok2 == tok1 {
+		t.Fatal("Invalidate did not lead to a new token")
+	}
+	h.src.Invalidate(tok1) // a late 401 for the old token
+	if tok := mustToken(t, d, h.src); tok != tok2 {
+		t.Fatal("a late refusal of the old token discarded its successor")
+	}
+	if st := d.p.Stats(); st.PasswordGrants != 1 || st.RefreshGrants != 1 {
+		t.Fatalf("stats %+v; want one login and one refresh", st)
+	}
+}
 
-	var reject atomic.Bool
-	var hits atomic.Int32
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if _, err := d.p.Verify(raw); !ok || err != nil {
-			http.Error(w, "bad bearer token", http.StatusForbidden)
-			return
+func TestParseScopes(t *testing.T) {
+	for in, want := range map[string][]string{
+		"openid":                     {"openid"},
+		"openid profile,email":       {"openid", "profile", "email"},
+		" openid,, openid\tprofile ": {"openid", "profile"},
+		"urn:x:api/read":             {"urn:x:api/read"},
+	} {
+		got, err := auth.ParseScopes(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("ParseScopes(%q) = %q, %v; want %q", in, got, err, want)
 		}
-		if reject.CompareAndSwap(true, false) {
-			http.Error(w, "token revoked", http.StatusUnauthorized)
-			return
+	}
+	for _, bad := range []string{"", " , ", `open"id`, `a\b`, "ópenid", "openid\x00"} {
+		if got, err := auth.ParseScopes(bad); !errors.Is(err, auth.ErrConfig) {
+			t.Errorf("ParseScopes(%q) = %q, %v; want ErrConfig", bad, got, err)
 		}
-		io.WriteString(w, raw)
-	}))
-	defer api.Close()
-	client := &http.Client{Transport: h.src.Transport(nil)}
+	}
+	if _, err := auth.New(auth.Config{IssuerURL: "https://kc/realms/sr", ClientID: clientID, Scopes: []string{"a b"}}); !errors.Is(err, auth.ErrConfig) {
+		t.Errorf("New accepted a scope with a space: %v", err)
+	}
+}
 
-	get := func() (int, string) {
-		t.Helper()
-		resp, err := client.Post(api.URL, "text/plain", strings.NewReader("payload"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+// A provider that requires openid (dex) accepts both grants with the
+// default scope and refuses them, clearly, without it.
+func TestScopeIsSent(t *testing.T) {
+	grants := map[string]func(*auth.Config){
+		"password":           nil,
+		"client_credentials": func(c *auth.Config) { c.Username, c.Password = "", "" },
 	}
-	status, tok1 := get()
-	if status != http.StatusOK {
-		t.Fatalf("status %d", status)
-	}
-	reject.Store(true)
-	if status, _ := get(); status != http.StatusUnauthorized || hits.Load() != 2 {
-		t.Fatalf("status %d after %d hits; want the 401 passed through, not retried", status, hits.Load())
-	}
-	status, tok2 := get()
-	if status != http.StatusOK || tok2 == tok1 {
-		t.Fatalf("after a 401: status %d, new token %v", status, tok2 != tok1)
-	}
-	if st := d.p.Stats(); st.RefreshGrants != 1 {
-		t.Fatalf("stats %+v; want the 401 to cause one refresh", st)
-	}
+	for grant, mod := range grants {
+		t.Run(grant, func(t *testing.T) {
+			d := newIDP(t, 10*time.Second, 30*time.Second, func(c *oidc.Config) { c.RequireScope = "openid" })
+			scopes, err := auth.ParseScopes("openid") // OIDC_SCOPES' default
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := newSource(t, d, func(c *auth.Config) {
+				if mod != nil {
+					mod(c)
+				}
+				c.Scopes = scopes
+			})
+			mustToken(t, d, h.src)
+			if f := d.requests()[0].form; f.Get("grant_type") != grant || f.Get("scope") != "openid" {
+				t.Fatalf("form %v", f.Encode())
+			}
 
-	// Without a token the request is never sent.
-	down := newIDP(t, 2*time.Second, 5*time.Second)
-	down.p.SetDown(true)
-	h2 := newSource(t, down, nil)
-	before := hits.Load()
-	_, err := (&http.Client{Transport: h2.src.Transport(nil)}).Get(api.URL)
-	if !errors.Is(err, auth.ErrNoToken) || errors.Is(err, auth.ErrRejected) {
-		t.Fatalf("err %v; want transient ErrNoToken", err)
+			without := newSource(t, d, func(c *auth.Config) {
+				if mod != nil {
+					mod(c)
+				}
+				c.Registerer = nil
+			})
+			_, err = without.src.Token(t.Context())
+			if !errors.Is(err, auth.ErrRejected) || !strings.Contains(err.Error(), "invalid_request") ||
+				!strings.Contains(err.Error(), `\"openid\"`) {
+				t.Fatalf("without the scope: %v; want a rejection naming the missing scope", err)
+			}
+			if f := d.requests()[1].form; f.Has("scope") {
+				t.Fatalf("a source without scopes sent scope=%q", f.Get("scope"))
+			}
+		})
 	}
-	if hits.Load() != before {
-		t.Fatal("a request went out without a token")
+}
+
+// A refresh refused with any OAuth error drops the refresh token and logs
+// in afresh, at once; the refresh token is not offered again even when that
+// login fails.
+func TestRefreshRefusedLogsInAgain(t *testing.T) {
+	for _, code := range []string{"invalid_request", "invalid_grant", "unauthorized_client", "server_error"} {
+		t.Run(code, func(t *testing.T) {
+			d := newIDP(t, 10*time.Second, 30*time.Second)
+			h := newSource(t, d, nil)
+			tok1 := mustToken(t, d, h.src)
+			d.p.RefuseRefresh(code) // as dex after a restart
+			h.src.Invalidate(tok1)
+			tok2 := mustToken(t, d, h.src)
+			if tok2 == tok1 {
+				t.Fatal("got the refused token back")
+			}
+			if g := grants(d); !slices.Equal(g, []string{"password", "refresh_token", "password"}) {
+				t.Fatalf("grants %v", g)
+			}
+
+			// Refused again, and this time the login fails too (503).
+			d.failPassword.Store(true)
+			h.src.Invalidate(tok2)
+			if _, err := h.src.Token(t.Context()); !errors.Is(err, auth.ErrNoToken) || errors.Is(err, auth.ErrRejected) {
+				t.Fatalf("Token = %v; want a transient ErrNoToken", err)
+			}
+			d.failPassword.Store(false)
+			d.p.RefuseRefresh("")
+			var tok3 string
+			eventually(t, 10*time.Second, "a token after the back-off", func() bool {
+				var err error
+				tok3, err = h.src.Token(t.Context())
+				return err == nil
+			})
+			if _, err := d.p.Verify(tok3); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"password", "refresh_token", "password", "refresh_token", "password", "password"}
+			if g := grants(d); !slices.Equal(g, want) {
+				t.Fatalf("grants %v, want %v: the refused refresh token was offered again", g, want)
+			}
+		})
+	}
+}
+
+func grants(d *idp) []string {
+	var out []string
+	for _, r := range d.requests() {
+		out = append(out, r.form.Get("grant_type"))
+	}
+	return out
+}
+
+// A rejected login is retried on shared/backoff's schedule: from 5 s, doubling
+// with jitter, capped at 5 min, and never before the wait is over. The
+// source's clock is moved instead of sleeping.
+func TestRejectedLoginBackOffSchedule(t *testing.T) {
+	d := newIDP(t, 10*time.Second, 30*time.Second)
+	h := newSource(t, d, func(c *auth.Config) { c.Password = "pw-wrong-never-log" })
+	now := time.Now()
+	auth.SetClock(h.src, func() time.Time { return now })
+	ceiling := 5 * time.Second
+	for i := range 12 {
+		if _, err := h.src.Token(t.Context()); !errors.Is(err, auth.ErrRejected) {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+		if n := len(d.requests()); n != i+1 {
+			t.Fatalf("attempt %d: %d token requests", i, n)
+		}
+		wait := auth.NextTry(h.src).Sub(now)
+		if wait < ceiling/2 || wait > ceiling {
+			t.Fatalf("wait %d = %v, want within [%v, %v]", i, wait, ceiling/2, ceiling)
+		}
+		ceiling = min(2*ceiling, 5*time.Minute)
+
+		now = now.Add(wait - time.Millisecond)
+		if _, err := h.src.Token(t.Context()); !errors.Is(err, auth.ErrRejected) {
+			t.Fatalf("during the wait: %v", err)
+		}
+		if n := len(d.requests()); n != i+1 {
+			t.Fatalf("a login was retried %v before its back-off ended", time.Millisecond)
+		}
+		now = now.Add(time.Millisecond)
+	}
+	if ceiling != 5*time.Minute {
+		t.Fatalf("the schedule never reached its cap: %v", ceiling)
 	}
 }

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"net/url"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -36,4 +38,28 @@ func TestParseDiscovery(t *testing.T) {
 			t.Errorf("parseDiscovery(%s) = %q, %v; want %q", body, got, err, want)
 		}
 	}
+}
+
+func FuzzParseScopes(f *testing.F) {
+	for _, s := range []string{"openid", "openid profile,email", " , ", `open"id`, "a\\b", "ópenid", "openid,openid"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		got, err := ParseScopes(in)
+		if err != nil {
+			return
+		}
+		if len(got) == 0 {
+			t.Fatal("no scopes and no error")
+		}
+		again, err := ParseScopes(strings.Join(got, " "))
+		if err != nil || !slices.Equal(again, got) {
+			t.Fatalf("%q re-parsed as %q, %v", got, again, err)
+		}
+		for i, sc := range got {
+			if one, err := ParseScopes(sc); err != nil || len(one) != 1 || one[0] != sc || slices.Contains(got[:i], sc) {
+				t.Fatalf("scope %q of %q is not a single, unique token", sc, got)
+			}
+		}
+	})
 }

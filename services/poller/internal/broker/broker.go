@@ -132,13 +132,14 @@ func (c *Config) validate() error {
 
 // Broker is a running embedded nats-server with its topology in place.
 type Broker struct {
-	cfg  Config
-	log  *zap.Logger
-	srv  *server.Server
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	jobs jetstream.Stream
-	url  string
+	cfg    Config
+	log    *zap.Logger
+	srv    *server.Server
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	jobs   jetstream.Stream
+	claims jetstream.KeyValue
+	url    string
 
 	ncClosed chan struct{}
 
@@ -283,6 +284,9 @@ func (b *Broker) Conn() *nats.Conn { return b.nc }
 // JetStream returns the JetStream client on the in-process connection.
 func (b *Broker) JetStream() jetstream.JetStream { return b.js }
 
+// Claims returns the bucket of claim records.
+func (b *Broker) Claims() jetstream.KeyValue { return b.claims }
+
 // ClientURL is the URL a client on this host reaches the broker at.
 func (b *Broker) ClientURL() string { return b.url }
 
@@ -380,8 +384,9 @@ func buildUsers(modemUser, modemPass string) ([]*server.User, string, error) {
 
 // modemPermissions allows exactly what the modem's jetstream client uses:
 // bind to and pull from its consumer, ack (including DoubleAck, InProgress,
-// Nak, Term), publish results, events and heartbeats, and receive replies. It can
-// neither create nor inspect any other stream, consumer or KV bucket.
+// Nak, Term), publish results, events and heartbeats, ask the poller for
+// the time, and receive replies. It can neither create nor inspect any other
+// stream, consumer or KV bucket.
 func modemPermissions() *server.Permissions {
 	jobs, cons := schema.JobsStream, schema.JobsConsumer
 	return &server.Permissions{
@@ -391,6 +396,7 @@ func modemPermissions() *server.Permissions {
 			"$JS.ACK." + jobs + "." + cons + ".>",
 			schema.ResultsFilter,
 			schema.StatusSubject,
+			schema.ClockSubject, // requests; the answer comes to its inbox
 			schema.EventsFilter, // incoming SMS and delivery reports
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{nats.InboxPrefix + ">"}},

@@ -12,9 +12,15 @@ import (
 )
 
 const (
-	streamMaxBytes    = 64 << 20
-	maxMsgSize        = 64 << 10
-	dedupWindow       = 24 * time.Hour
+	streamMaxBytes = 64 << 20
+	maxMsgSize     = schema.MaxMessageBytes
+	dedupWindow    = 24 * time.Hour
+	// claimsTTL keeps a claim record for longer than any result can take to
+	// be reported and any claim can be re-queued: a week.
+	claimsTTL = 7 * 24 * time.Hour
+	// Dead letters are kept for an operator for a month, at most this many.
+	deadMaxAge        = 30 * 24 * time.Hour
+	deadMaxMsgs       = 10000
 	resultsMaxMsgs    = 10000
 	resultsAckWait    = 30 * time.Second
 	resultsAckPending = 256
@@ -51,6 +57,36 @@ func resultsStreamConfig() jetstream.StreamConfig {
 		MaxBytes:   streamMaxBytes,
 		MaxMsgSize: maxMsgSize,
 		Duplicates: dedupWindow,
+		Replicas:   1,
+	}
+}
+
+func claimsBucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:       schema.ClaimsBucket,
+		Description:  "every SMS this poller claimed: which results it may report, what to re-queue after a crash",
+		History:      1,
+		TTL:          claimsTTL,
+		MaxValueSize: maxMsgSize + 4<<10, // a record holds the job while it is queued
+		MaxBytes:     streamMaxBytes,
+		Storage:      jetstream.FileStorage,
+		Replicas:     1,
+	}
+}
+
+func deadStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        schema.DeadStream,
+		Description: "results given up: the SMS no longer exists upstream or can never be addressed",
+		Subjects:    []string{schema.DeadSubject},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		// The oldest dead letter goes first when full: new ones matter more.
+		Discard:    jetstream.DiscardOld,
+		MaxMsgs:    deadMaxMsgs,
+		MaxAge:     deadMaxAge,
+		MaxBytes:   streamMaxBytes,
+		MaxMsgSize: maxMsgSize + 4<<10,
 		Replicas:   1,
 	}
 }
@@ -134,6 +170,12 @@ func (b *Broker) ensureTopology(ctx context.Context) error {
 		return fmt.Errorf("create stream %s: %w", schema.EventsStream, err)
 	}
 	b.jobs = jobs
+	if _, err := b.js.CreateOrUpdateStream(ctx, deadStreamConfig()); err != nil {
+		return fmt.Errorf("create stream %s: %w", schema.DeadStream, err)
+	}
+	if b.claims, err = b.js.CreateOrUpdateKeyValue(ctx, claimsBucketConfig()); err != nil {
+		return fmt.Errorf("create bucket %s: %w", schema.ClaimsBucket, err)
+	}
 	for _, t := range []struct {
 		stream jetstream.Stream
 		cfg    jetstream.ConsumerConfig

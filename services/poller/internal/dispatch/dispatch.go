@@ -17,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/sensorsreport/smsgw/services/poller/internal/claims"
 	"github.com/sensorsreport/smsgw/shared/backoff"
+	"github.com/sensorsreport/smsgw/shared/clock"
 	"github.com/sensorsreport/smsgw/shared/logging"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -28,7 +30,24 @@ type Claim struct {
 	Timestamp                           time.Time
 	TTL                                 time.Duration // 0: schema.DefaultTTL
 	RetryCount                          int
+	// Invalid says why the API's answer cannot be sent (fields of the
+	// wrong type, say). The SMS is Entrusted to us all the same, so it is
+	// reported Failed at once with the Id and Tenant that could be read.
+	Invalid string
 }
+
+// Verdict is what a failed status update means for its result.
+type Verdict int
+
+const (
+	// Retry: the SMS may still be Entrusted upstream; keep the result and
+	// try again later. Everything not provably hopeless is Retry.
+	Retry Verdict = iota
+	// Gone: the SMS provably no longer exists upstream.
+	Gone
+	// Unreportable: the API can never take this update (no tenant, say).
+	Unreportable
+)
 
 // Upstream is the SMS API as the dispatcher needs it.
 type Upstream interface {
@@ -36,11 +55,10 @@ type Upstream interface {
 	Claim(ctx context.Context, cc string) (*Claim, error)
 	// Report PATCHes a result and confirms the API applied it.
 	Report(ctx context.Context, r schema.Result) error
-	// Transient reports whether err may go away by itself.
-	Transient(err error) bool
-	// Stranded lists SMS that are Entrusted upstream and may be ours: a
-	// crash between a claim and its publish leaves them there.
-	Stranded(ctx context.Context) ([]Claim, error)
+	// Verdict classifies a Report error.
+	Verdict(err error) Verdict
+	// Status reads an SMS's current upstream status.
+	Status(ctx context.Context, tenant, id string) (schema.Status, error)
 }
 
 // Queue is the broker as the dispatcher needs it.
@@ -58,9 +76,13 @@ type Config struct {
 	// starts the SMS's clock upstream, so claiming far ahead of the modem
 	// only strands SMS until their TTL passes.
 	MaxQueued int
-	Log       *zap.Logger
-	Reg       prometheus.Registerer
-	Now       func() time.Time
+	// Claims records every claim (required).
+	Claims *claims.Store
+	// Clock is the trusted time (required): the SMS API's, learned from its
+	// Date headers. The modem asks for it on schema.ClockSubject.
+	Clock *clock.Clock
+	Log   *zap.Logger
+	Reg   prometheus.Registerer
 }
 
 // Dispatcher runs the claim and report loops.
@@ -86,9 +108,6 @@ func New(cfg Config, up Upstream, q Queue) *Dispatcher {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 10 * time.Second
 	}
@@ -113,24 +132,49 @@ func New(cfg Config, up Upstream, q Queue) *Dispatcher {
 }
 
 // Run runs until ctx ends, then stops claiming, reports the results that are
-// already waiting (up to drain) and returns.
+// already waiting (up to drain) and returns. Claims stranded by an earlier
+// crash are re-queued beside claiming, never before it.
 func (d *Dispatcher) Run(ctx context.Context, drain time.Duration) error {
-	sub, err := d.q.Conn().Subscribe(schema.StatusSubject, d.onModemStatus)
+	nc := d.q.Conn()
+	sub, err := nc.Subscribe(schema.StatusSubject, d.onModemStatus)
 	if err != nil {
 		return fmt.Errorf("subscribe modem status: %w", err)
 	}
 	defer sub.Unsubscribe()
+	clockSub, err := nc.Subscribe(schema.ClockSubject, d.onClockRequest)
+	if err != nil {
+		return fmt.Errorf("subscribe clock requests: %w", err)
+	}
+	defer clockSub.Unsubscribe()
 
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		d.requeueStranded(ctx)
-		d.claimLoop(ctx)
-	}()
+	wg.Go(func() { d.requeueStranded(ctx) })
+	wg.Go(func() { d.claimLoop(ctx) })
 	d.reportLoop(ctx, drain)
 	wg.Wait()
 	return nil
+}
+
+// onClockRequest answers the modem's request for the trusted time.
+func (d *Dispatcher) onClockRequest(m *nats.Msg) {
+	r := schema.ClockReading{V: schema.Version}
+	now, src, err := d.cfg.Clock.Now()
+	if err != nil {
+		r.Error = err.Error()
+	} else {
+		r.Now, r.Source = now, string(src)
+	}
+	b, _ := json.Marshal(r)
+	_ = m.Respond(b)
+}
+
+// now is the trusted time, or the local clock when there is none yet (the
+// modem checks again before sending, and sends nothing without one).
+func (d *Dispatcher) now() time.Time {
+	if t, _, err := d.cfg.Clock.Now(); err == nil {
+		return t
+	}
+	return time.Now()
 }
 
 func (d *Dispatcher) onModemStatus(m *nats.Msg) {
@@ -141,7 +185,7 @@ func (d *Dispatcher) onModemStatus(m *nats.Msg) {
 	}
 	d.mu.Lock()
 	wasReady := d.modemReadyLocked()
-	d.modem, d.modemSeenAt = st, d.cfg.Now()
+	d.modem, d.modemSeenAt = st, time.Now()
 	nowReady := d.modemReadyLocked()
 	d.mu.Unlock()
 	d.m.modemReady.Set(boolGauge(nowReady))
@@ -153,9 +197,11 @@ func (d *Dispatcher) onModemStatus(m *nats.Msg) {
 	}
 }
 
+// modemReadyLocked: heartbeat freshness is measured on the local monotonic
+// clock, never against the heartbeat's own time stamp.
 func (d *Dispatcher) modemReadyLocked() bool {
 	valid := time.Duration(d.modem.ValidFor)
-	return d.modem.Ready && d.cfg.Now().Sub(d.modemSeenAt) < valid
+	return d.modem.Ready && !d.modemSeenAt.IsZero() && time.Since(d.modemSeenAt) < valid
 }
 
 // ModemReady reports whether a fresh heartbeat says the modem can send.
@@ -170,7 +216,7 @@ func (d *Dispatcher) ModemReady() error {
 	case !d.modem.Ready:
 		return fmt.Errorf("modem not ready: %s", d.modem.Reason)
 	}
-	return fmt.Errorf("modem silent for %s", d.cfg.Now().Sub(d.modemSeenAt).Round(time.Second))
+	return fmt.Errorf("modem silent for %s", time.Since(d.modemSeenAt).Round(time.Second))
 }
 
 // APIHealthy reports the outcome of the latest API call.
@@ -184,7 +230,7 @@ func (d *Dispatcher) apiResult(err error) {
 	d.mu.Lock()
 	d.apiErr = err
 	if err == nil {
-		d.apiOKAt = d.cfg.Now()
+		d.apiOKAt = time.Now()
 	}
 	d.mu.Unlock()
 }
@@ -209,29 +255,77 @@ func (d *Dispatcher) wait(ctx context.Context, dur time.Duration) bool {
 	return true
 }
 
-// requeueStranded republishes every Entrusted SMS that may be ours. Job ids
-// are derived from the claim, so one whose job is queued, in flight or
-// already done is absorbed by the stream's dedup window (and the modem's
-// ledger behind it); only a claim lost in a crash becomes a new job.
+// requeueStranded re-queues the claims an earlier run recorded but never
+// got a result for: a crash between the claim record and the job's publish
+// leaves them Entrusted upstream. It knows them from its own records, so it
+// never takes another gateway's SMS, and it reads each one by id with its
+// tenant, which every API generation answers. A job that is still queued or
+// was already handled is absorbed by the stream's dedup window and, behind
+// it, the modem's ledger.
 func (d *Dispatcher) requeueStranded(ctx context.Context) {
-	b := backoff.New(time.Second, 30*time.Second)
+	b := backoff.New(time.Second, time.Minute)
+	var recs []claims.Record
 	for {
-		claims, err := d.up.Stranded(ctx)
-		d.apiResult(err)
-		if err == nil {
-			for i := range claims {
-				d.enqueue(ctx, &claims[i])
-			}
-			if len(claims) > 0 {
-				d.log.Info("re-queued Entrusted SMS found at start (duplicates are absorbed)", zap.Int("count", len(claims)))
-			}
-			return
+		var err error
+		if recs, err = d.cfg.Claims.Queued(ctx); err == nil {
+			break
 		}
-		d.log.Warn("cannot list Entrusted SMS; retrying", zap.Error(err))
+		d.log.Warn("cannot read the claim records; retrying", zap.Error(err))
 		if !b.Wait(ctx) {
 			return
 		}
 	}
+	requeued := 0
+	for _, rec := range recs {
+		if rec.Job == nil {
+			continue
+		}
+		b.Reset()
+		for {
+			st, err := d.up.Status(ctx, rec.Tenant, rec.SmsID)
+			d.apiResult(err)
+			if err == nil {
+				if d.requeue(ctx, rec, st) {
+					requeued++
+				}
+				break
+			}
+			if d.up.Verdict(err) != Retry {
+				d.log.Info("claimed SMS no longer exists upstream; nothing to re-queue", zap.String("sms", rec.SmsID), zap.Error(err))
+				break
+			}
+			d.log.Warn("cannot read a claimed SMS; retrying", zap.String("sms", rec.SmsID), zap.Error(err))
+			if !b.Wait(ctx) {
+				return
+			}
+		}
+	}
+	if len(recs) > 0 {
+		d.log.Info("checked claims left from the last run", zap.Int("open", len(recs)), zap.Int("requeued", requeued))
+	}
+}
+
+// requeue republishes rec's job (or the result queued instead of one) if
+// the SMS is still Entrusted upstream.
+func (d *Dispatcher) requeue(ctx context.Context, rec claims.Record, st schema.Status) bool {
+	switch {
+	case st == schema.StatusEntrusted && rec.Result != nil:
+		r := *rec.Result
+		if err := d.publish(ctx, r.Subject(), r.MsgID(), r, schema.ResultsStream); err != nil {
+			d.log.Error("could not re-queue a result", zap.String("sms", rec.SmsID), zap.Error(err))
+		}
+		return true
+	case st == schema.StatusEntrusted:
+		d.publishJob(ctx, *rec.Job, d.log.With(zap.String("sms", rec.SmsID), zap.String("tenant", rec.Tenant)))
+		return true
+	case st.Final():
+		// Reported (perhaps by a result we are about to see again).
+		if err := d.cfg.Claims.Finish(ctx, rec.Tenant, rec.SmsID, claims.Reported, st, d.now()); err != nil {
+			d.log.Warn("claim record not updated", zap.Error(err))
+		}
+	}
+	// Pending: the API re-queued it; the next claim brings it back.
+	return false
 }
 
 func (d *Dispatcher) claimLoop(ctx context.Context) {
@@ -297,12 +391,13 @@ func (d *Dispatcher) claimOne(ctx context.Context, next *int) (bool, error) {
 	return false, nil
 }
 
-// enqueue publishes the claim as a job, or as an Expired result when it is
-// already stale. The SMS is Entrusted upstream now, so the publish is
-// retried even through shutdown for a while: losing it here would leave it
-// stranded until the API's trust timeout.
+// enqueue records the claim and publishes it as a job, or, when it must
+// not be sent (unusable, already stale, too big), as a Failed or Expired
+// result. The SMS is Entrusted upstream now, so the publish is retried even
+// through shutdown for a while: losing it here would leave it stranded
+// until the next start re-queues it from the claim record.
 func (d *Dispatcher) enqueue(ctx context.Context, c *Claim) {
-	now := d.cfg.Now()
+	now := d.now()
 	ttl := c.TTL
 	if ttl <= 0 {
 		ttl = schema.DefaultTTL
@@ -315,24 +410,78 @@ func (d *Dispatcher) enqueue(ctx context.Context, c *Claim) {
 	log := d.log.With(zap.String("sms", c.ID), zap.String("tenant", c.Tenant), logging.Phone(c.Phone))
 	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if job.Expired(now) {
+	result := func(st schema.Status, code, reason string) schema.Result {
+		return schema.Result{V: schema.Version, JobID: job.ID, SmsID: job.SmsID, Tenant: job.Tenant, Status: st, Code: code, Reason: reason}
+	}
+	data, err := json.Marshal(job)
+	switch {
+	case c.Tenant == "":
+		// Without a tenant the API can take no status for it (contract
+		// §1.5), and sending it would leave it Entrusted to be claimed and
+		// answered again: it is kept for an operator instead.
+		d.m.claimRefused.WithLabelValues("no_tenant").Inc()
+		log.Error("claimed SMS has no tenant; not sending it, dead-lettered", zap.String("invalid", c.Invalid))
+		_ = d.deadLetter(pubCtx, result(schema.StatusFailed, schema.CodeBadJob, "no tenant"), "the SMS has no tenant, so no status can ever be reported for it")
+	case c.Invalid != "":
+		d.m.claimRefused.WithLabelValues("invalid").Inc()
+		log.Error("claimed SMS is unusable; reporting Failed", zap.String("reason", c.Invalid))
+		d.issueResult(pubCtx, job, result(schema.StatusFailed, schema.CodeBadJob, "unusable SMS from the API: "+c.Invalid), log)
+	case job.Expired(now):
 		log.Info("claimed SMS is already past its TTL; reporting Expired", zap.Time("expired_at", job.ExpiresAt))
-		r := schema.Result{V: schema.Version, JobID: job.ID, SmsID: job.SmsID, Tenant: job.Tenant,
-			Status: schema.StatusExpired, Code: schema.CodeExpired, Reason: "TTL passed before the gateway claimed it"}
-		if err := d.publish(pubCtx, r.Subject(), r.MsgID(), r, schema.ResultsStream); err != nil {
-			log.Error("could not queue the Expired result; the API will expire the SMS itself", zap.Error(err))
+		d.issueResult(pubCtx, job, result(schema.StatusExpired, schema.CodeExpired, "TTL passed before the gateway claimed it"), log)
+	case err != nil || len(data) > schema.MaxMessageBytes:
+		d.m.claimRefused.WithLabelValues("too_long").Inc()
+		log.Error("claimed SMS is too long to queue; reporting Failed", zap.Int("chars", len([]rune(c.Message))))
+		d.issueResult(pubCtx, job, result(schema.StatusFailed, schema.CodeTooLong,
+			fmt.Sprintf("message of %d characters is longer than any SMS the gateway can send", len([]rune(c.Message)))), log)
+	default:
+		if err := d.record(pubCtx, job, nil, log); err != nil {
+			return
 		}
+		if d.publishJob(pubCtx, job, log) {
+			log.Info("SMS queued for the modem", zap.String("job", job.ID), zap.Int("chars", len([]rune(job.Message))))
+		}
+	}
+}
+
+// record writes the claim record before anything is published for it: a
+// result is accepted only for a recorded job, and a restart re-queues it.
+func (d *Dispatcher) record(ctx context.Context, job schema.Job, result *schema.Result, log *zap.Logger) error {
+	b := backoff.New(50*time.Millisecond, 2*time.Second)
+	for {
+		err := d.cfg.Claims.Issue(ctx, job, result, d.now())
+		if err == nil {
+			return nil
+		}
+		log.Warn("claim record not written; retrying", zap.Error(err))
+		if !b.Wait(ctx) {
+			log.Error("claimed SMS could not be recorded; the API's trust timeout will hand it out again", zap.Error(err))
+			return err
+		}
+	}
+}
+
+// issueResult records the claim and queues a result for it without a job.
+func (d *Dispatcher) issueResult(ctx context.Context, job schema.Job, r schema.Result, log *zap.Logger) {
+	if err := d.record(ctx, job, &r, log); err != nil {
 		return
 	}
-	if err := d.publish(pubCtx, schema.JobSubject(c.Country), job.ID, job, schema.JobsStream); err != nil {
-		log.Error("claimed SMS could not be queued; the API's trust timeout will hand it out again", zap.Error(err))
-		return
+	if err := d.publish(ctx, r.Subject(), r.MsgID(), r, schema.ResultsStream); err != nil {
+		log.Error("could not queue the result; the next start re-queues the claim", zap.Error(err))
+	}
+}
+
+// publishJob queues the job for the modem.
+func (d *Dispatcher) publishJob(ctx context.Context, job schema.Job, log *zap.Logger) bool {
+	if err := d.publish(ctx, schema.JobSubject(job.CountryCode), job.ID, job, schema.JobsStream); err != nil {
+		log.Error("claimed SMS could not be queued; the next start re-queues it", zap.Error(err))
+		return false
 	}
 	d.mu.Lock()
-	d.inflight[job.ID] = now
+	d.inflight[job.ID] = time.Now()
 	d.mu.Unlock()
 	d.m.jobs.Inc()
-	log.Info("SMS queued for the modem", zap.String("job", job.ID), zap.Int("chars", len([]rune(job.Message))))
+	return true
 }
 
 func (d *Dispatcher) publish(ctx context.Context, subject, msgID string, v any, stream string) error {
@@ -406,47 +555,105 @@ func (d *Dispatcher) reportLoop(ctx context.Context, drain time.Duration) {
 	}
 }
 
+// report PATCHes one result. It reports only what a modem may report, and
+// only for a job this poller issued; it gives a result up only when the SMS
+// provably no longer exists (or can never be addressed), and then into the
+// dead-letter stream, never silently.
 func (d *Dispatcher) report(ctx context.Context, msg jetstream.Msg) {
 	r, err := schema.Decode[schema.Result](msg.Data())
-	if err != nil || r.SmsID == "" {
-		d.log.Error("dropping undecodable result", zap.Error(err))
-		_ = msg.TermWithReason("undecodable result")
+	switch {
+	case err != nil || r.SmsID == "" || r.JobID == "":
+		d.refuse(msg, "undecodable", fmt.Sprintf("result without ids (%v)", err), zap.ByteString("data", clip(msg.Data())))
+		return
+	case !schema.Reportable(r.Status):
+		d.refuse(msg, "status", "a modem may report only Sent, Failed, Expired or Unknown", zap.String("sms", r.SmsID), zap.Stringer("status", r.Status))
 		return
 	}
 	log := d.log.With(zap.String("sms", r.SmsID), zap.String("job", r.JobID), zap.Stringer("status", r.Status))
+	rec, err := d.cfg.Claims.Get(ctx, r.Tenant, r.SmsID)
+	switch {
+	case errors.Is(err, claims.ErrNotFound) || (err == nil && !rec.Issued(r.JobID)):
+		d.refuse(msg, "not_issued", "no job of this poller matches the result", zap.String("sms", r.SmsID), zap.String("job", r.JobID))
+		return
+	case err != nil:
+		log.Warn("claim record unreadable; retrying the result", zap.Error(err))
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
 	err = d.up.Report(ctx, r)
 	d.apiResult(err)
-	switch {
-	case err == nil:
+	if err == nil {
 		if err := msg.DoubleAck(ctx); err != nil {
 			log.Warn("result ack not confirmed; it may be reported again (PATCH is idempotent)", zap.Error(err))
+		}
+		if err := d.cfg.Claims.Finish(ctx, r.Tenant, r.SmsID, claims.Reported, r.Status, d.now()); err != nil {
+			log.Warn("claim record not updated; the next start will check the SMS upstream", zap.Error(err))
 		}
 		d.m.reports.WithLabelValues(r.Status.String(), "ok").Inc()
 		d.done(r)
 		log.Info("status reported", zap.String("tracking", r.TrackingID()), zap.String("code", r.Code))
-	case d.up.Transient(err):
+		return
+	}
+	switch v := d.up.Verdict(err); v {
+	case Gone, Unreportable:
+		reason := "the SMS no longer exists upstream"
+		if v == Unreportable {
+			reason = "the API cannot take a status for this SMS"
+		}
+		if derr := d.deadLetter(ctx, r, reason+": "+err.Error()); derr != nil {
+			_ = msg.NakWithDelay(5 * time.Second) // keep it until the dead letter is stored
+			return
+		}
+		_ = msg.TermWithReason(reason)
+		if err := d.cfg.Claims.Finish(ctx, r.Tenant, r.SmsID, claims.Dead, r.Status, d.now()); err != nil {
+			log.Warn("claim record not updated", zap.Error(err))
+		}
+		d.m.reports.WithLabelValues(r.Status.String(), "dead").Inc()
+		d.done(r)
+	default:
 		n := uint64(1)
 		if md, err := msg.Metadata(); err == nil {
 			n = md.NumDelivered
 		}
-		delay := min(time.Duration(1<<min(n, 6))*time.Second, time.Minute)
+		delay := min(time.Duration(1<<min(n, 8))*time.Second, 5*time.Minute)
 		d.m.reports.WithLabelValues(r.Status.String(), "retry").Inc()
 		log.Warn("reporting failed; will retry", zap.Duration("in", delay), zap.Error(err))
 		_ = msg.NakWithDelay(delay)
-	default:
-		// A permanent refusal (the SMS was deleted, say) cannot be fixed by
-		// retrying; keeping it would block nothing but would loop forever.
-		d.m.reports.WithLabelValues(r.Status.String(), "rejected").Inc()
-		log.Error("API refused the status update; dropping it", zap.Error(err))
-		_ = msg.TermWithReason("rejected by the API")
-		d.done(r)
 	}
+}
+
+// refuse drops a result that must not reach the API, counted and logged.
+func (d *Dispatcher) refuse(msg jetstream.Msg, why, detail string, fields ...zap.Field) {
+	d.m.refused.WithLabelValues(why).Inc()
+	d.log.Error("result refused: "+detail, append(fields, zap.String("reason", why))...)
+	_ = msg.TermWithReason("refused: " + why)
+}
+
+// deadLetter keeps a result the API will never take, for an operator.
+func (d *Dispatcher) deadLetter(ctx context.Context, r schema.Result, reason string) error {
+	dl := schema.DeadLetter{V: schema.Version, Result: r, Reason: reason, At: d.now()}
+	err := d.publish(ctx, schema.DeadSubject, "dead."+r.JobID, dl, schema.DeadStream)
+	if err != nil {
+		d.log.Error("dead letter not stored", zap.String("sms", r.SmsID), zap.Error(err))
+		return err
+	}
+	d.m.dead.Inc()
+	d.log.Error("result given up and kept in the dead-letter stream "+schema.DeadStream,
+		zap.String("sms", r.SmsID), zap.String("tenant", r.Tenant), zap.Stringer("status", r.Status), zap.String("reason", reason))
+	return nil
+}
+
+func clip(b []byte) []byte {
+	if len(b) > 200 {
+		return b[:200]
+	}
+	return b
 }
 
 func (d *Dispatcher) done(r schema.Result) {
 	d.mu.Lock()
 	if at, ok := d.inflight[r.JobID]; ok {
-		d.m.latency.Observe(d.cfg.Now().Sub(at).Seconds())
+		d.m.latency.Observe(time.Since(at).Seconds())
 		delete(d.inflight, r.JobID)
 	}
 	d.mu.Unlock()
@@ -459,14 +666,15 @@ func (d *Dispatcher) OldestInFlight() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var oldest time.Duration
-	now := d.cfg.Now()
 	for _, at := range d.inflight {
-		oldest = max(oldest, now.Sub(at))
+		oldest = max(oldest, time.Since(at))
 	}
 	return oldest
 }
 
-// DeadJob turns a job that exhausted its deliveries into a Failed result.
+// DeadJob turns a job that exhausted its deliveries into an Unknown
+// result: the modem took it that many times without finishing, and one of
+// those times may have sent it, so it is never offered again.
 func (d *Dispatcher) DeadJob(ctx context.Context, data []byte) error {
 	job, err := schema.Decode[schema.Job](data)
 	if err != nil {
@@ -474,8 +682,8 @@ func (d *Dispatcher) DeadJob(ctx context.Context, data []byte) error {
 		return nil
 	}
 	r := schema.Result{V: schema.Version, JobID: job.ID, SmsID: job.SmsID, Tenant: job.Tenant,
-		Status: schema.StatusFailed, Code: schema.CodeMaxDeliveries, Reason: "the modem never finished this job"}
-	d.log.Warn("job exhausted its deliveries; reporting Failed", zap.String("job", job.ID))
+		Status: schema.StatusUnknown, Code: schema.CodeMaxDeliveries, Reason: "the modem never finished this job; it may have been sent"}
+	d.log.Warn("job exhausted its deliveries; reporting Unknown", zap.String("job", job.ID))
 	return d.publish(ctx, r.Subject(), r.MsgID(), r, schema.ResultsStream)
 }
 

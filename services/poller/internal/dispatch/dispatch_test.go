@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -12,79 +13,67 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sensorsreport/smsgw/services/devstack/smsapi"
 	"github.com/sensorsreport/smsgw/services/poller/internal/broker"
+	"github.com/sensorsreport/smsgw/services/poller/internal/claims"
 	"github.com/sensorsreport/smsgw/services/poller/internal/dispatch"
 	client "github.com/sensorsreport/smsgw/services/poller/internal/smsapi"
+	"github.com/sensorsreport/smsgw/services/poller/internal/upstream"
+	"github.com/sensorsreport/smsgw/shared/clock"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
 
 const provider = "test-gateway"
 
 // rig is the real thing end to end on the poller side: the API stand-in
-// over HTTP, the real client, the real embedded broker; the modem is a
-// plain NATS client with the modem's credentials.
+// over HTTP, the real client and adapter, the real embedded broker; the
+// modem is a plain NATS client with the modem's credentials.
 type rig struct {
-	t     *testing.T
-	api   *smsapi.Server
-	b     *broker.Broker
-	modem *nats.Conn
-	mjs   jetstream.JetStream
-	d     *dispatch.Dispatcher
-	stop  context.CancelFunc
-	done  chan struct{}
-	ready atomic.Bool
-	once  sync.Once
+	t      *testing.T
+	api    *smsapi.Server
+	b      *broker.Broker
+	claims *claims.Store
+	clk    *clock.Clock
+	up     *upstream.API
+	reg    *prometheus.Registry
+	modem  *nats.Conn
+	mjs    jetstream.JetStream
+	d      *dispatch.Dispatcher
+	stop   context.CancelFunc
+	done   chan struct{}
+	ready  atomic.Bool
+	once   sync.Once
 }
 
-type upstream struct {
-	c *client.Client
+type rigOpts struct {
+	maxQueued int
+	api       smsapi.Options
+	// wrap sits between the client and the stand-in, to play what the
+	// stand-in cannot (an overwritten PATCH, a malformed answer).
+	wrap  func(http.Handler) http.Handler
+	noRun bool // build everything but do not start the dispatcher
 }
-
-func (u upstream) Claim(ctx context.Context, cc string) (*dispatch.Claim, error) {
-	s, err := u.c.Next(ctx, provider, cc)
-	if err == client.ErrNoSMS {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	c := claim(*s, cc)
-	return &c, nil
-}
-
-func claim(s client.SMS, cc string) dispatch.Claim {
-	c := dispatch.Claim{ID: s.ID, Tenant: s.Tenant, Phone: s.PhoneNumber, Message: s.Message, Country: cc, Timestamp: s.Timestamp, RetryCount: s.RetryCount}
-	if s.TTL != nil {
-		c.TTL = time.Duration(*s.TTL) * time.Minute
-	}
-	return c
-}
-
-func (u upstream) Stranded(ctx context.Context) ([]dispatch.Claim, error) {
-	list, err := u.c.Entrusted(ctx)
-	var out []dispatch.Claim
-	for _, s := range list {
-		out = append(out, claim(s, "RO"))
-	}
-	return out, err
-}
-
-func (u upstream) Report(ctx context.Context, r schema.Result) error {
-	_, err := u.c.Report(ctx, r.SmsID, r.Tenant, client.Update{Status: r.Status, SentAt: r.SentAt, TrackingID: r.TrackingID()})
-	return err
-}
-
-func (upstream) Transient(err error) bool { return client.IsTransient(err) }
 
 func newRig(t *testing.T, maxQueued int) *rig {
+	return newRigWith(t, rigOpts{maxQueued: maxQueued})
+}
+
+func newRigWith(t *testing.T, o rigOpts) *rig {
 	t.Helper()
-	api := smsapi.New(smsapi.Options{})
-	srv := httptest.NewServer(api)
+	api := smsapi.New(o.api)
+	var h http.Handler = api
+	if o.wrap != nil {
+		h = o.wrap(api)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	c, err := client.New(client.Config{BaseURL: srv.URL, Attempts: 2, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond})
+	log := zaptest.NewLogger(t)
+	clk := clock.New(func() bool { return false }) // only the API's Date counts
+	c, err := client.New(client.Config{BaseURL: srv.URL, Attempts: 2, BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond,
+		ServerTime: func(date, sent, received time.Time) { clk.Observe(date, sent.Add(received.Sub(sent)/2)) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,12 +90,31 @@ func newRig(t *testing.T, maxQueued int) *rig {
 	}
 	t.Cleanup(mc.Close)
 	mjs, _ := jetstream.New(mc)
-	d := dispatch.New(dispatch.Config{Countries: []string{"RO"}, PollInterval: 50 * time.Millisecond, MaxQueued: maxQueued, Log: zaptest.NewLogger(t)}, upstream{c}, b)
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &rig{t: t, api: api, b: b, modem: mc, mjs: mjs, d: d, stop: cancel, done: make(chan struct{})}
-	go func() { defer close(r.done); _ = d.Run(ctx, 2*time.Second) }()
-	t.Cleanup(func() { cancel(); <-r.done })
+	r := &rig{t: t, api: api, b: b, claims: claims.New(b.Claims()), clk: clk, modem: mc, mjs: mjs,
+		up: &upstream.API{Client: c, Provider: provider, Log: log}}
+	if !o.noRun {
+		r.start(o.maxQueued)
+	}
 	return r
+}
+
+// start runs a dispatcher on the rig's broker, as a (re)started poller.
+func (r *rig) start(maxQueued int) {
+	r.reg = prometheus.NewRegistry()
+	r.d = dispatch.New(dispatch.Config{Countries: []string{"RO"}, PollInterval: 50 * time.Millisecond, MaxQueued: maxQueued,
+		Claims: r.claims, Clock: r.clk, Log: zaptest.NewLogger(r.t), Reg: r.reg}, r.up, r.b)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stop, r.done = cancel, make(chan struct{})
+	done := r.done
+	go func() { defer close(done); _ = r.d.Run(ctx, 2*time.Second) }()
+	r.t.Cleanup(func() { cancel(); <-done })
+}
+
+// restart stops the dispatcher and starts another on the same broker.
+func (r *rig) restart(maxQueued int) {
+	r.stop()
+	<-r.done
+	r.start(maxQueued)
 }
 
 // heartbeat sets what the fake modem's heartbeat says. Like the real one it
@@ -119,7 +127,7 @@ func (r *rig) heartbeat(ready bool) {
 				b, _ := json.Marshal(schema.ModemStatus{V: 1, Ready: r.ready.Load(), At: time.Now(), ValidFor: schema.Duration(time.Second)})
 				_ = r.modem.Publish(schema.StatusSubject, b)
 				select {
-				case <-r.done:
+				case <-r.t.Context().Done():
 					return
 				case <-time.After(20 * time.Millisecond):
 				}
@@ -160,6 +168,15 @@ func (r *rig) pull() (jetstream.Msg, schema.Job) {
 	return msg, job
 }
 
+// publishResult publishes a result with the modem's credentials.
+func (r *rig) publishResult(res schema.Result) {
+	r.t.Helper()
+	b, _ := json.Marshal(res)
+	if _, err := r.mjs.Publish(context.Background(), res.Subject(), b, jetstream.WithMsgID(res.MsgID())); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 // finish publishes the modem's result and acks the job, in that order.
 func (r *rig) finish(msg jetstream.Msg, job schema.Job, st schema.Status) {
 	r.t.Helper()
@@ -167,12 +184,36 @@ func (r *rig) finish(msg jetstream.Msg, job schema.Job, st schema.Status) {
 	if st == schema.StatusSent {
 		res.SentAt, res.References, res.Parts = time.Now().UTC(), []int{7}, 1
 	}
-	b, _ := json.Marshal(res)
-	if _, err := r.mjs.Publish(context.Background(), res.Subject(), b, jetstream.WithMsgID(res.MsgID())); err != nil {
-		r.t.Fatal(err)
-	}
+	r.publishResult(res)
 	if err := msg.DoubleAck(context.Background()); err != nil {
 		r.t.Fatal(err)
+	}
+}
+
+// stored counts the messages in a stream.
+func (r *rig) stored(stream string) uint64 {
+	r.t.Helper()
+	st, err := r.b.JetStream().Stream(context.Background(), stream)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// eventually polls cond until it holds; for state with no event to await
+// (a stream's depth, a metric).
+func (r *rig) eventually(what string, cond func() bool) {
+	r.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("never: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -295,61 +336,6 @@ func TestResultsSurviveAnAPIOutage(t *testing.T) {
 	}
 	r.api.SetDown(false)
 	r.wait("Sent after the outage", func(v *smsapi.View) bool { return status(v, id) == schema.StatusSent })
-}
-
-func TestStrandedClaimIsRequeuedAtStart(t *testing.T) {
-	api := smsapi.New(smsapi.Options{})
-	cc := "RO"
-	// A claim a crashed poller made but never queued.
-	id := api.Seed(smsapi.SMS{PhoneNumber: "+40722000111", Message: "stranded", Tenant: "t1", Status: schema.StatusEntrusted, RetryCount: 1, CountryCode: &cc})
-	srv := httptest.NewServer(api)
-	defer srv.Close()
-	c, _ := client.New(client.Config{BaseURL: srv.URL})
-	b, err := broker.Start(context.Background(), broker.Config{Listen: "127.0.0.1:-1", StoreDir: t.TempDir(), ModemUser: "modem", ModemPassword: "pw"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Shutdown()
-	for run := 0; run < 2; run++ { // a second start must not queue it again
-		d := dispatch.New(dispatch.Config{Countries: []string{"RO"}, PollInterval: time.Hour}, upstream{c}, b)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); _ = d.Run(ctx, time.Second) }()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			n, _ := b.JobsPending(context.Background())
-			if n == 1 {
-				break
-			}
-			if n > 1 || time.Now().After(deadline) {
-				t.Fatalf("run %d: %d jobs queued, want exactly 1", run, n)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		cancel()
-		<-done
-	}
-	cons, _ := b.JetStream().Consumer(context.Background(), schema.JobsStream, schema.JobsConsumer)
-	msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	job, _ := schema.Decode[schema.Job](msg.Data())
-	if job.SmsID != id || job.ID != schema.JobID(id, 1) {
-		t.Fatalf("requeued job = %+v", job)
-	}
-}
-
-func TestDeadJobBecomesFailed(t *testing.T) {
-	r := newRig(t, 2)
-	id := r.seed("never finished", nil, 0)
-	job := schema.Job{V: 1, ID: schema.JobID(id, 1), SmsID: id, Tenant: "t1", PhoneNumber: "+40722000111", Message: "x"}
-	data, _ := json.Marshal(job)
-	r.api.Seed(smsapi.SMS{}) // unrelated record: the dead job must be matched by id
-	if err := r.d.DeadJob(context.Background(), data); err != nil {
-		t.Fatal(err)
-	}
-	r.wait("Failed", func(v *smsapi.View) bool { return status(v, id) == schema.StatusFailed })
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -3,12 +3,15 @@ package dispatch
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	claims     *prometheus.CounterVec
-	jobs       prometheus.Counter
-	reports    *prometheus.CounterVec
-	queued     prometheus.Gauge
-	modemReady prometheus.Gauge
-	latency    prometheus.Histogram
+	claims       *prometheus.CounterVec
+	jobs         prometheus.Counter
+	reports      *prometheus.CounterVec
+	queued       prometheus.Gauge
+	modemReady   prometheus.Gauge
+	latency      prometheus.Histogram
+	refused      *prometheus.CounterVec
+	claimRefused *prometheus.CounterVec
+	dead         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -20,7 +23,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "sms_poller_jobs_published_total", Help: "Jobs queued for the modem.",
 		}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sms_poller_reports_total", Help: "Status updates by status and outcome (ok, retry, rejected).",
+			Name: "sms_poller_reports_total", Help: "Status updates by status and outcome (ok, retry, dead).",
 		}, []string{"status", "outcome"}),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sms_poller_jobs_queued", Help: "Jobs waiting in the stream for the modem.",
@@ -33,9 +36,20 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help:    "Time from claim to a confirmed status update.",
 			Buckets: []float64{.005, .01, .02, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sms_poller_results_refused_total",
+			Help: "Results not reported because no modem may send them: undecodable, a status a modem may not report, or no job of this poller (not_issued).",
+		}, []string{"reason"}),
+		claimRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sms_poller_claims_refused_total",
+			Help: "Claimed SMS not sent because the API's answer was unusable (invalid, no_tenant, too_long).",
+		}, []string{"reason"}),
+		dead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sms_poller_dead_letters_total", Help: "Results given up into the dead-letter stream SMS_DEAD.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.claims, m.jobs, m.reports, m.queued, m.modemReady, m.latency)
+		reg.MustRegister(m.claims, m.jobs, m.reports, m.queued, m.modemReady, m.latency, m.refused, m.claimRefused, m.dead)
 	}
 	return m
 }

@@ -4,8 +4,9 @@
 // by-id call, exact PascalCase PATCH keys whose effect is verified in the
 // response, a 404 from "next" read as an empty queue, and every error body
 // shape turned into one typed *APIError. Transient failures (network, 5xx,
-// 408, 429) are retried inside each call with jittered exponential back-off;
-// permanent ones return at once.
+// 408, 429, and 401/403 after the token is renewed) are retried inside each
+// call with shared/backoff; permanent ones return at once. Every answer's
+// Date header is handed to Config.ServerTime.
 package smsapi
 
 import (
@@ -15,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/sensorsreport/smsgw/shared/backoff"
 	"github.com/sensorsreport/smsgw/shared/logging"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -41,6 +42,15 @@ type Config struct {
 	// the request goes out without Authorization: the API enforces no auth
 	// (contract §1.2), so Keycloak outages must not stop delivery.
 	Token func(context.Context) (string, error)
+	// TokenRejected is called with the token an answer of 401 or 403
+	// refused (wire it to the token source's Invalidate). The call is then
+	// retried at once, once, with whatever Token returns next, and after
+	// that with the normal back-off: 401 and 403 are transient.
+	TokenRejected func(token string)
+	// ServerTime is called for every response whose Date header parses
+	// (http.ParseTime), with the instants the request was sent and its
+	// answer's headers received (time.Now, monotonic reading kept).
+	ServerTime func(date, sent, received time.Time)
 	// Attempts bounds tries per call for transient failures (default 4).
 	Attempts int
 	// BaseDelay and MaxDelay shape the back-off (defaults 500 ms, 15 s).
@@ -171,7 +181,9 @@ func sameSet(a, b []string) bool {
 // GET {prefix}/provider/next/{provider}/{CC}. The claim is destructive: the
 // server has already marked the SMS Entrusted, set SentAt and counted a
 // retry, so the caller owns it and must report it. An empty queue returns
-// ErrNoSMS.
+// ErrNoSMS. An answer that is a JSON object with a readable Id but fields
+// that do not decode, or no Tenant, returns a *ClaimError; any other
+// unreadable answer a plain ErrBadResponse.
 func (c *Client) Next(ctx context.Context, providerName, cc string) (*SMS, error) {
 	body, err := c.do(ctx, call{
 		endpoint: "next", method: http.MethodGet,
@@ -185,9 +197,16 @@ func (c *Client) Next(ctx context.Context, providerName, cc string) (*SMS, error
 		return nil, fmt.Errorf("claim sms: %w", err)
 	}
 	s, err := decodeSMS(body)
+	if err == nil && s.Tenant == "" {
+		// Every by-id call needs the SMS's tenant (§5.4).
+		err = fmt.Errorf("%w: empty Tenant", ErrBadResponse)
+	}
 	if err != nil {
-		// The SMS is claimed upstream but unusable; the trust timeout or
-		// its TTL will end it there.
+		// The SMS is claimed upstream but unusable: hand out what can be
+		// read so it can be reported Failed at once.
+		if id, tenant, ok := claimKeys(body); ok {
+			err = &ClaimError{ID: id, Tenant: tenant, Err: err}
+		}
 		return nil, fmt.Errorf("claim sms: %w", err)
 	}
 	c.log.Debug("claimed sms", zap.String("id", s.ID), zap.String("tenant", s.Tenant),
@@ -195,30 +214,7 @@ func (c *Client) Next(ctx context.Context, providerName, cc string) (*SMS, error
 	return s, nil
 }
 
-// Entrusted lists every SMS the API holds as Entrusted, across tenants:
-// GET {prefix}/sms?status=1 without a tenant header returns all tenants'
-// records (contract §1.5, §5.18), and an empty result is a 404. The poller
-// uses it once at start to find claims a crash stranded between "next" and
-// the job's publish.
-func (c *Client) Entrusted(ctx context.Context) ([]SMS, error) {
-	body, err := c.do(ctx, call{
-		endpoint: "list", method: http.MethodGet,
-		path: c.prefix + "/sms?status=" + strconv.Itoa(int(schema.StatusEntrusted)) + "&limit=0",
-		idle: noRecords,
-	})
-	if ae, ok := errors.AsType[*APIError](err); ok && noRecords(ae) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list entrusted sms: %w", err)
-	}
-	var list []SMS
-	if err := json.Unmarshal(body, &list); err != nil {
-		return nil, fmt.Errorf("list entrusted sms: %w: %w", ErrBadResponse, err)
-	}
-	return list, nil
-}
-
+// noRecords is the API's answer to a list with no match: a 404, not [].
 func noRecords(e *APIError) bool {
 	return e.Status == http.StatusNotFound && len(e.Messages) > 0 &&
 		strings.HasPrefix(e.Messages[0], "No SMS records found for the specified criteria")
@@ -249,7 +245,9 @@ func (c *Client) Report(ctx context.Context, id, tenant string, u Update) (*SMS,
 		tenant: tenant, body: u.body(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("report sms %s: %w", id, err)
+		// A 404 for the SMS's own tenant means it no longer exists:
+		// ErrNotFound, unlike a 404 for a route that is not there.
+		return nil, fmt.Errorf("report sms %s: %w", id, notFound(err))
 	}
 	got, err := decodeSMS(body)
 	if err != nil {
@@ -310,12 +308,25 @@ func (c *Client) do(ctx context.Context, cl call) ([]byte, error) {
 			return nil, fmt.Errorf("encode request: %w", err)
 		}
 	}
+	bo := backoff.New(c.cfg.BaseDelay, c.cfg.MaxDelay)
+	renewed := false // the one immediate retry after a refused token
 	for attempt := 1; ; attempt++ {
-		body, err := c.attempt(ctx, cl, payload)
+		body, tok, err := c.attempt(ctx, cl, payload)
 		if err == nil {
 			return body, nil
 		}
-		if ae, ok := errors.AsType[*APIError](err); ok && !ae.Temporary() {
+		ae, isAPI := errors.AsType[*APIError](err)
+		if isAPI && ae.tokenRefused() && tok != "" && c.cfg.TokenRejected != nil {
+			c.cfg.TokenRejected(tok)
+			if !renewed && !cl.once && ctx.Err() == nil {
+				renewed = true
+				attempt--
+				c.log.Info("sms api refused the token; retrying with a fresh one", zap.String("endpoint", cl.endpoint),
+					zap.Int("status", ae.Status), zap.Strings("messages", ae.Messages))
+				continue
+			}
+		}
+		if isAPI && !ae.Temporary() {
 			if cl.idle != nil && cl.idle(ae) {
 				c.log.Debug("sms api: nothing to do", zap.String("endpoint", cl.endpoint), zap.Strings("messages", ae.Messages))
 			} else {
@@ -327,30 +338,18 @@ func (c *Client) do(ctx context.Context, cl call) ([]byte, error) {
 		if !IsTransient(err) || cl.once || attempt >= c.cfg.Attempts || ctx.Err() != nil {
 			return nil, err
 		}
-		delay := c.backoff(attempt)
+		delay := bo.Next()
 		c.log.Warn("sms api call failed, retrying", zap.String("endpoint", cl.endpoint), zap.Int("attempt", attempt),
 			zap.Duration("delay", delay), zap.Error(err))
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, delay) {
 			return nil, err
-		case <-t.C:
 		}
 	}
 }
 
-// backoff is exponential with jitter in [d/2, d] so restarted pollers do
-// not retry in lockstep.
-func (c *Client) backoff(attempt int) time.Duration {
-	d := c.cfg.BaseDelay << min(attempt-1, 20)
-	if d <= 0 || d > c.cfg.MaxDelay {
-		d = c.cfg.MaxDelay
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-func (c *Client) attempt(ctx context.Context, cl call, payload []byte) ([]byte, error) {
+// attempt sends the request once and returns the 2xx body and the bearer
+// token it carried ("" when none).
+func (c *Client) attempt(ctx context.Context, cl call, payload []byte) (_ []byte, tok string, _ error) {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	var rd io.Reader
@@ -359,7 +358,7 @@ func (c *Client) attempt(ctx context.Context, cl call, payload []byte) ([]byte, 
 	}
 	req, err := http.NewRequestWithContext(actx, cl.method, c.base+cl.path, rd)
 	if err != nil {
-		return nil, fmt.Errorf("build request: %w", err)
+		return nil, "", fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "sms-gateway-poller")
@@ -370,8 +369,10 @@ func (c *Client) attempt(ctx context.Context, cl call, payload []byte) ([]byte, 
 		req.Header.Set("NGSILD-Tenant", cl.tenant)
 	}
 	if c.cfg.Token != nil {
-		if tok, err := c.cfg.Token(actx); err != nil {
+		var err error
+		if tok, err = c.cfg.Token(actx); err != nil {
 			c.log.Warn("no bearer token, calling the sms api without one", zap.Error(err))
+			tok = ""
 		} else if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}
@@ -380,6 +381,12 @@ func (c *Client) attempt(ctx context.Context, cl call, payload []byte) ([]byte, 
 	resp, err := c.cfg.HTTPClient.Do(req)
 	var body []byte
 	if err == nil {
+		if c.cfg.ServerTime != nil {
+			received := time.Now()
+			if date, perr := http.ParseTime(resp.Header.Get("Date")); perr == nil {
+				c.cfg.ServerTime(date, start, received)
+			}
+		}
 		body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		_ = resp.Body.Close()
 	}
@@ -387,13 +394,13 @@ func (c *Client) attempt(ctx context.Context, cl call, payload []byte) ([]byte, 
 	if err != nil {
 		c.requests.WithLabelValues(cl.endpoint, "error").Inc()
 		if ctx.Err() != nil {
-			return nil, context.Cause(ctx)
+			return nil, tok, context.Cause(ctx)
 		}
-		return nil, fmt.Errorf("%w: %w", ErrTransport, err)
+		return nil, tok, fmt.Errorf("%w: %w", ErrTransport, err)
 	}
 	c.requests.WithLabelValues(cl.endpoint, strconv.Itoa(resp.StatusCode)).Inc()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, parseError(resp.StatusCode, cl.method, req.URL.Path, body)
+		return nil, tok, parseError(resp.StatusCode, cl.method, req.URL.Path, body)
 	}
-	return body, nil
+	return body, tok, nil
 }

@@ -51,11 +51,35 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// Temporary reports whether retrying the same call may succeed: 5xx, 408
-// and 429. Every other 4xx is permanent.
+// Temporary reports whether retrying the same call may succeed: 5xx, 408,
+// 429, and 401 and 403, which mean the token (or the identity provider
+// behind it) is at fault, not the call: a result must not be dropped for
+// them while the SMS may still be Entrusted. Every other 4xx is permanent.
 func (e *APIError) Temporary() bool {
-	return e.Status >= 500 || e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooManyRequests
+	return e.Status >= 500 || e.Status == http.StatusRequestTimeout || e.Status == http.StatusTooManyRequests ||
+		e.tokenRefused()
 }
+
+// tokenRefused is an answer that a fresh token may turn around.
+func (e *APIError) tokenRefused() bool {
+	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+}
+
+// ClaimError is a claim whose answer names an SMS the gateway cannot use:
+// a JSON object whose fields do not decode, or one without a Tenant. The
+// SMS is Entrusted to this gateway upstream, so the caller should report it
+// Failed at once with ID and Tenant, which were read leniently (Tenant may
+// be empty). Err wraps ErrBadResponse.
+type ClaimError struct {
+	ID, Tenant string
+	Err        error
+}
+
+func (e *ClaimError) Error() string {
+	return fmt.Sprintf("sms %s (tenant %q) cannot be used: %v", e.ID, e.Tenant, e.Err)
+}
+
+func (e *ClaimError) Unwrap() error { return e.Err }
 
 // IsTransient reports whether err is worth retrying later: network
 // failures and temporary HTTP statuses.

@@ -138,6 +138,9 @@ func TestIsTransient(t *testing.T) {
 		{&APIError{Status: 429}, true},
 		{&APIError{Status: 408}, true},
 		{fmt.Errorf("claim sms: %w", &APIError{Status: 502}), true},
+		{&APIError{Status: 401}, true},
+		{&APIError{Status: 403}, true},
+		{fmt.Errorf("report sms x: %w", &APIError{Status: 401}), true},
 		{&APIError{Status: 400}, false},
 		{&APIError{Status: 404}, false},
 		{&APIError{Status: 405}, false},
@@ -165,14 +168,6 @@ func TestNewConfig(t *testing.T) {
 		c, err := New(Config{BaseURL: "https://api.example.net/sms/", Prefix: prefix})
 		if err != nil || c.prefix != want || c.base != "https://api.example.net/sms" {
 			t.Errorf("prefix %q → %q base %q (%v), want %q", prefix, c.prefix, c.base, err, want)
-		}
-	}
-	for attempt := 1; attempt < 40; attempt++ {
-		c, _ := New(Config{BaseURL: "http://x", BaseDelay: time.Second, MaxDelay: 8 * time.Second})
-		d := c.backoff(attempt)
-		ceiling := min(time.Second<<min(attempt-1, 20), 8*time.Second)
-		if d < ceiling/2 || d > ceiling {
-			t.Errorf("backoff(%d) = %v, want within [%v, %v]", attempt, d, ceiling/2, ceiling)
 		}
 	}
 }
@@ -239,6 +234,67 @@ func FuzzDecodeSMS(f *testing.F) {
 		if again.ID != s.ID || !again.Timestamp.Equal(s.Timestamp) || again.Status != s.Status ||
 			(again.SentAt == nil) != (s.SentAt == nil) || (s.SentAt != nil && !again.SentAt.Equal(*s.SentAt)) {
 			t.Fatalf("round trip changed %+v into %+v", s, again)
+		}
+	})
+}
+
+func TestClaimKeys(t *testing.T) {
+	const id = "66cdd7b2e4b0a1c2d3e4f501"
+	for _, tc := range []struct {
+		body, id, tenant string
+		ok               bool
+	}{
+		{nextExample, id, "tenant-a", true},
+		{`{"Id":"` + id + `","Ttl":"abc","Tenant":"t"}`, id, "t", true},
+		{`{"id":"` + id + `","TENANT":"t","Message":123}`, id, "t", true},
+		{`{"Id":"` + id + `","Tenant":5}`, id, "", true},
+		{`{"Id":"` + id + `"}`, id, "", true},
+		{`{"Id":"` + id + `","Tenant":"a","tenant":"b"}`, id, "", true},
+		{`{"Id":"` + id + `","id":"` + id + `","Tenant":"a","tenant":"a"}`, id, "a", true},
+		{`{"Id":"` + id + `","id":"66cdd7b2e4b0a1c2d3e4f502"}`, "", "", false},
+		{`{"Id":5,"Tenant":"t"}`, "", "", false},
+		{`{"Id":"None","Tenant":"t"}`, "", "", false},
+		{`{"Tenant":"t"}`, "", "", false},
+		{`{"Id":"` + id + `","Tenant":"t"`, "", "", false},
+		{`{"Id":"` + id + `"} trailing`, "", "", false},
+		{`["` + id + `"]`, "", "", false},
+		{``, "", "", false},
+	} {
+		id, tenant, ok := claimKeys([]byte(tc.body))
+		if id != tc.id || tenant != tc.tenant || ok != tc.ok {
+			t.Errorf("claimKeys(%s) = %q, %q, %v; want %q, %q, %v", tc.body, id, tenant, ok, tc.id, tc.tenant, tc.ok)
+		}
+	}
+}
+
+// FuzzClaimKeys: whatever the body, a readable Id is an ObjectId, and when
+// the body also decodes as an SMS the lenient reader agrees with it.
+func FuzzClaimKeys(f *testing.F) {
+	for _, s := range []string{
+		nextExample,
+		`{"Id":"66cdd7b2e4b0a1c2d3e4f501","Ttl":"abc","Tenant":"t"}`,
+		`{"Id":"66cdd7b2e4b0a1c2d3e4f501","Timestamp":5,"Tenant":"t"}`,
+		`{"Id":"66cdd7b2e4b0a1c2d3e4f501","Message":123,"Tenant":"t"}`,
+		`{"Id":"66cdd7b2e4b0a1c2d3e4f501","Tenant":""}`,
+		`{"iD":"66CDD7B2E4B0A1C2D3E4F501","tenant":"t","Tenant":"u"}`,
+		`{"Id":"66cdd7b2e4b0a1c2d3e4f501","id":"66cdd7b2e4b0a1c2d3e4f502"}`,
+		`{"Id":null,"Tenant":null}`, `{"Id":["x"]}`, `{}`, `null`, `[]`, `"x"`, `{"Id":"\u0036`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		id, tenant, ok := claimKeys(body)
+		if !ok {
+			if id != "" || tenant != "" {
+				t.Fatalf("unreadable body gave %q, %q", id, tenant)
+			}
+			return
+		}
+		if !isObjectID(id) {
+			t.Fatalf("readable Id %q is not an ObjectId", id)
+		}
+		if s, err := decodeSMS(body); err == nil && (s.ID != id || (tenant != "" && s.Tenant != tenant)) {
+			t.Fatalf("decoded %q/%q, lenient reader %q/%q", s.ID, s.Tenant, id, tenant)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sensorsreport/smsgw/shared/schema"
@@ -111,6 +112,42 @@ func decodeSMS(body []byte) (*SMS, error) {
 		return nil, fmt.Errorf("%w: %w", ErrBadResponse, errNoID)
 	}
 	return &s, nil
+}
+
+// claimKeys reads Id and Tenant from a body that may not decode as an SMS:
+// a JSON object whose keys match "Id" and "Tenant" case-insensitively, as
+// decoding does, with string values. ok is false without a usable Id (a
+// 24-hex-digit ObjectId, the only kind Report accepts). A key present in
+// several spellings with different values is unreadable rather than
+// guessed at; such a Tenant reads as "".
+func claimKeys(body []byte) (id, tenant string, ok bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return "", "", false
+	}
+	id, _ = foldString(m, "Id")
+	if !isObjectID(id) {
+		return "", "", false
+	}
+	tenant, _ = foldString(m, "Tenant")
+	return id, tenant, true
+}
+
+// foldString returns the one string value under key (any letter case).
+func foldString(m map[string]json.RawMessage, key string) (string, bool) {
+	var val string
+	found := false
+	for k, raw := range m {
+		if !strings.EqualFold(k, key) {
+			continue
+		}
+		var s string
+		if json.Unmarshal(raw, &s) != nil || (found && s != val) {
+			return "", false
+		}
+		val, found = s, true
+	}
+	return val, found
 }
 
 // Update is a status report. Only the fields set are sent: Status always,
