@@ -31,7 +31,7 @@ import (
 // Defaults applied to zero Config fields.
 const (
 	DefaultListen      = "0.0.0.0:4222"
-	DefaultMaxStore    = 256 << 20
+	DefaultMaxStore    = 320 << 20 // four 64 MB stores, the 16 MB events stream, headroom
 	DefaultMaxMemory   = 16 << 20
 	DefaultJobsMaxMsgs = 1000
 	DefaultAckWait     = 2 * time.Minute

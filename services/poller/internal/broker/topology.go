@@ -96,9 +96,10 @@ func deadStreamConfig() jetstream.StreamConfig {
 // webhook consumer's ack floor says what was forwarded. The modem publishes
 // with a stable Nats-Msg-Id, so a repeat after a crash is dropped here.
 const (
-	eventsMaxMsgs = 10000
-	eventsMaxAge  = 30 * 24 * time.Hour
-	eventsAckWait = 30 * time.Second
+	eventsMaxMsgs  = 10000
+	eventsMaxBytes = 16 << 20 // events are small: about 10000 of them
+	eventsMaxAge   = 30 * 24 * time.Hour
+	eventsAckWait  = 30 * time.Second
 )
 
 func eventsStreamConfig() jetstream.StreamConfig {
@@ -110,7 +111,7 @@ func eventsStreamConfig() jetstream.StreamConfig {
 		Discard:    jetstream.DiscardOld,
 		MaxMsgs:    eventsMaxMsgs,
 		MaxAge:     eventsMaxAge,
-		MaxBytes:   streamMaxBytes,
+		MaxBytes:   eventsMaxBytes,
 		MaxMsgSize: maxMsgSize,
 		Duplicates: dedupWindow,
 		Replicas:   1,
