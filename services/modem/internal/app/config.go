@@ -29,12 +29,12 @@ type Config struct {
 	LogFormat   string          `env:"LOG_FORMAT" envDefault:"json" help:"json or console"`
 
 	// The receive path: incoming SMS and delivery reports (issue 13).
-	Receive           bool            `env:"MODEM_RECEIVE" envDefault:"true"`
-	ReassemblyTimeout config.Duration `env:"MODEM_REASSEMBLY_TIMEOUT" envDefault:"10m"`
-	DeliveryReports   bool            `env:"MODEM_DELIVERY_REPORTS" envDefault:"true"`
-	CanaryInterval    config.Duration `env:"CANARY_INTERVAL" envDefault:"0s"`
-	CanaryNumber      string          `env:"CANARY_NUMBER"`
-	CanaryTimeout     config.Duration `env:"CANARY_TIMEOUT" envDefault:"5m"`
+	Receive           bool            `env:"MODEM_RECEIVE" envDefault:"true" help:"read, forward and delete incoming SMS and stored status reports"`
+	ReassemblyTimeout config.Duration `env:"MODEM_REASSEMBLY_TIMEOUT" envDefault:"10m" help:"forward a long SMS with parts missing after this long"`
+	DeliveryReports   bool            `env:"MODEM_DELIVERY_REPORTS" envDefault:"true" help:"request a status report for every part and emit sms.delivery"`
+	CanaryInterval    config.Duration `env:"CANARY_INTERVAL" envDefault:"0s" help:"send a canary SMS this often and wait for it to come back; 0 is off"`
+	CanaryNumber      string          `env:"CANARY_NUMBER" help:"where the canary goes; default MODEM_NUMBER"`
+	CanaryTimeout     config.Duration `env:"CANARY_TIMEOUT" envDefault:"5m" help:"how long a canary may take before it counts as failed"`
 
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxParts  int             `env:"MODEM_MAX_PARTS" envDefault:"10" help:"longest message, in SMS parts"`

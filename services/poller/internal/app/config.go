@@ -42,8 +42,8 @@ type Config struct {
 
 	// Events from the modem (sms.received, sms.delivery) go to this URL,
 	// signed with the secret; empty keeps them in the broker only.
-	WebhookURL    string `env:"INCOMING_WEBHOOK_URL"`
-	WebhookSecret string `env:"INCOMING_WEBHOOK_SECRET,unset"`
+	WebhookURL    string `env:"INCOMING_WEBHOOK_URL" help:"where incoming SMS and delivery reports are POSTed; empty keeps them in the broker"`
+	WebhookSecret string `env:"INCOMING_WEBHOOK_SECRET,unset" help:"HMAC-SHA256 key of X-Smsgw-Signature (required with a URL)"`
 
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxQueued  int             `env:"MAX_QUEUED_JOBS" envDefault:"2" help:"unsent jobs allowed to wait for the modem"`
