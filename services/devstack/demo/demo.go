@@ -49,9 +49,15 @@ func Run(ctx context.Context, bin string, w io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(w, "Starting the stand-ins (SMS API, OIDC provider, modem simulator on a pty) and both services…\n")
+	hook, err := startHook()
+	if err != nil {
+		return err
+	}
+	defer hook.close()
 	st, err := harness.Start(ctx, harness.Options{
 		Bin: bin, Dir: dir, PollInterval: time.Second,
-		Sim: modemsim.Config{PIN: "1234", RegistrationDelay: 500 * time.Millisecond, PartLatency: 400 * time.Millisecond},
+		Sim:       modemsim.Config{PIN: "1234", RegistrationDelay: 500 * time.Millisecond, PartLatency: 400 * time.Millisecond},
+		PollerEnv: []string{"INCOMING_WEBHOOK_URL=" + hook.url, "INCOMING_WEBHOOK_SECRET=" + hookSecret},
 	})
 	if err != nil {
 		return fmt.Errorf("%w (service logs in %s)", err, dir)
@@ -155,7 +161,7 @@ func Run(ctx context.Context, bin string, w io.Writer) error {
 			return fmt.Errorf("sms-poller %s: %w", strings.Join(args, " "), err)
 		}
 	}
-	return nil
+	return receiveDemo(ctx, st, hook, ids, w)
 }
 
 // ledgerReasons reads why the modem did not send each SMS, from its ledger

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -177,7 +178,8 @@ func TestOperatorConfigurationErrors(t *testing.T) {
 		}
 	}
 	r = run("sms-poller", nil, "--help")
-	if r.code != 0 || !strings.Contains(r.stdout, "SMS_API_PREFIX          /api") || !strings.Contains(r.stdout, "SMS_API_URL             (required)") {
+	// The column width follows the longest variable name.
+	if r.code != 0 || !regexp.MustCompile(`SMS_API_PREFIX +/api`).MatchString(r.stdout) || !regexp.MustCompile(`SMS_API_URL +\(required\)`).MatchString(r.stdout) {
 		t.Errorf("--help:\n%s", r.stdout)
 	}
 	r = run("sms-poller", nil, "help", "sms")

@@ -59,6 +59,9 @@ var handlers = map[string]handler{
 	"+CSCA": {fn: csca, sms: true, needSIM: true},
 	"+CNMI": {fn: cnmi, sms: true},
 	"+CMGS": {fn: cmgs, sms: true, needSIM: true},
+	"+CMGL": {fn: cmgl, sms: true, needSIM: true},
+	"+CMGR": {fn: cmgr, sms: true, needSIM: true},
+	"+CMGD": {fn: cmgd, sms: true, needSIM: true},
 }
 
 func basicFlag(field func(*modem) *bool) func(*Sim, command, *[]func()) final {
@@ -311,16 +314,16 @@ func csms(s *Sim, c command, _ *[]func()) final {
 	return okF
 }
 
-// memories are the message stores and their capacities; all are empty
-// because the simulator does not receive.
-var memories = map[string]int{"SM": 50, "ME": 100, "MT": 150}
+// memories are the message stores the simulator accepts; all share one
+// store of Config.StoreCapacity.
+var memories = map[string]bool{"SM": true, "ME": true, "MT": true}
 
 func cpms(s *Sim, c command, _ *[]func()) final {
 	switch c.op {
 	case '?':
 		m := s.m.cpms
-		s.infoLocked(fmt.Sprintf("+CPMS: %q,0,%d,%q,0,%d,%q,0,%d",
-			m[0], memories[m[0]], m[1], memories[m[1]], m[2], memories[m[2]]))
+		u, t := s.memStat()
+		s.infoLocked(fmt.Sprintf("+CPMS: %q,%d,%d,%q,%d,%d,%q,%d,%d", m[0], u, t, m[1], u, t, m[2], u, t))
 	case 't':
 		s.infoLocked(`+CPMS: ("SM","ME","MT"),("SM","ME","MT"),("SM","ME","MT")`)
 	case '=':
@@ -336,7 +339,8 @@ func cpms(s *Sim, c command, _ *[]func()) final {
 			m[i] = a
 		}
 		s.m.cpms = m
-		s.infoLocked(fmt.Sprintf("+CPMS: 0,%d,0,%d,0,%d", memories[m[0]], memories[m[1]], memories[m[2]]))
+		u, t := s.memStat()
+		s.infoLocked(fmt.Sprintf("+CPMS: %d,%d,%d,%d,%d,%d", u, t, u, t, u, t))
 	default:
 		return errF
 	}
@@ -380,7 +384,7 @@ func cnmi(s *Sim, c command, _ *[]func()) final {
 		}
 		var set [5]int
 		for i, n := range v {
-			if !slices.Contains(cnmiRanges[i], n) {
+			if !slices.Contains(cnmiRanges[i], n) || i == 3 && n == 1 && s.cfg.StoredReportsOnly {
 				return fail(303)
 			}
 			set[i] = n

@@ -33,6 +33,15 @@ func (s *Sim) Unhang() {
 	s.m.line, s.m.inPDU = s.m.line[:0], false
 }
 
+// HangOn makes the modem hang, without executing it, at the next command
+// line that starts with prefix (case-insensitive), e.g. "AT+CMGD" to stop a
+// gateway between reading a message and deleting it.
+func (s *Sim) HangOn(prefix string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hangOn = prefix
+}
+
 // HangCMGS makes the next AT+CMGS hang at p.
 func (s *Sim) HangCMGS(p HangPoint) {
 	s.mu.Lock()

@@ -230,6 +230,10 @@ func (s *Sim) lineLocked(line string) {
 	s.stats.Commands++
 	s.notifyLocked()
 	s.log.Debug("command", zap.String("line", redact(line)), zap.Bool("hung", s.hung))
+	if s.hangOn != "" && len(line) >= len(s.hangOn) && strings.EqualFold(line[:len(s.hangOn)], s.hangOn) {
+		s.hangOn = ""
+		s.hung = true
+	}
 	if s.hung {
 		return
 	}

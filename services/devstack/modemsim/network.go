@@ -138,6 +138,7 @@ func (s *Sim) deliverLocked(t *TPDU) int {
 	s.nextMR = (s.nextMR + 1) % 256
 	s.stats.Accepted++
 	s.log.Debug("part accepted", logging.Phone(t.To), zap.Int("mr", mr))
+	s.afterAcceptLocked(t, mr)
 	if t.Concat == nil {
 		s.completeLocked([]*TPDU{t}, []int{mr})
 		return mr
@@ -173,7 +174,7 @@ func (s *Sim) completeLocked(parts []*TPDU, mrs []int) {
 		text.WriteString(p.Text)
 		srr = srr || p.StatusReport
 	}
-	s.received = append(s.received, Message{
+	msg := Message{
 		To:             parts[0].To,
 		Text:           text.String(),
 		Parts:          len(parts),
@@ -182,7 +183,9 @@ func (s *Sim) completeLocked(parts []*TPDU, mrs []int) {
 		StatusReport:   srr,
 		ValidityPeriod: parts[0].ValidityPeriod,
 		At:             time.Now(),
-	})
+	}
+	s.received = append(s.received, msg)
+	s.afterCompleteLocked(msg)
 	s.log.Info("message received", logging.Phone(parts[0].To), zap.Int("parts", len(parts)))
 	s.notifyLocked()
 }

@@ -52,6 +52,20 @@ type Config struct {
 	Operator     string // default "SIM Sim"
 	SMSC         string // default "+40722270333"
 
+	// Number is the SIM's own number: SMS sent to it come back as
+	// incoming SMS (loopback), as a real network does. "" turns loopback off.
+	Number string
+	// StoreCapacity is how many messages the SIM store holds. Default 30.
+	StoreCapacity int
+	// FailRecipient gets permanent-failure status reports. Default none.
+	FailRecipient string
+	// StoredReportsOnly refuses AT+CNMI with <ds>=1 (+CDS), as many
+	// Qualcomm-based modules do: status reports can only be stored (+CDSI).
+	StoredReportsOnly bool
+	// ReportDelay is how long after a part is accepted its status report
+	// arrives, and a looped-back SMS comes back. Default 100ms.
+	ReportDelay time.Duration
+
 	Seed   uint64      // seeds the noise generator
 	Logger *zap.Logger // nil means no logging
 }
@@ -70,6 +84,12 @@ func (c Config) withDefaults() Config {
 	def(&c.ICCID, "89001012345678901234")
 	def(&c.Operator, "SIM Sim")
 	def(&c.SMSC, "+40722270333")
+	if c.StoreCapacity <= 0 {
+		c.StoreCapacity = 30
+	}
+	if c.ReportDelay <= 0 {
+		c.ReportDelay = 100 * time.Millisecond
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -112,6 +132,11 @@ type Stats struct {
 	Boots       int // power-ons: serve, replug, reboot
 	NoiseURCs   int // noise URCs written
 	DupParts    int // parts of a message already held (client resent a part)
+	Delivered   int // incoming SMS the network delivered (Deliver and loopback)
+	Held        int // incoming parts the network held because the store was full
+	Deleted     int // store entries deleted by AT+CMGD
+	Reports     int // status reports the network sent
+	Loopbacks   int // SMS to Config.Number scheduled to come back
 }
 
 // Sim is one simulated modem. All methods are safe for concurrent use.
@@ -144,9 +169,16 @@ type Sim struct {
 	cmsErrs   []int
 	hung      bool
 	hangCMGS  HangPoint
+	hangOn    string
 	noise     bool
 	lineNoise bool
 	regLost   bool
+
+	// Receive side; the store is on the SIM and survives reboots.
+	store      []Stored
+	held       []held
+	inRef      int
+	noLoopback bool
 
 	// Line. out is drained by the writer of the current session.
 	out      []byte

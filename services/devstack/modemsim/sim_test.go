@@ -199,7 +199,7 @@ func TestInitFlowOverPTY(t *testing.T) {
 		{"AT+CSCS?", "\r\n+CSCS: \"GSM\"\r\n\r\nOK\r\n"},
 		{"AT+CSMS=0", "\r\n+CSMS: 1,1,1\r\n\r\nOK\r\n"},
 		{"AT+CPMS=?", "\r\n+CPMS: (\"SM\",\"ME\",\"MT\"),(\"SM\",\"ME\",\"MT\"),(\"SM\",\"ME\",\"MT\")\r\n\r\nOK\r\n"},
-		{`AT+CPMS="SM","SM","SM"`, "\r\n+CPMS: 0,50,0,50,0,50\r\n\r\nOK\r\n"},
+		{`AT+CPMS="SM","SM","SM"`, "\r\n+CPMS: 0,30,0,30,0,30\r\n\r\nOK\r\n"},
 		{"AT+CSCA?", "\r\n+CSCA: \"+40722270333\",145\r\n\r\nOK\r\n"},
 		{"AT+CREG?", "\r\n+CREG: 0,1\r\n\r\nOK\r\n"},
 		{"AT+CEREG?", "\r\n+CEREG: 0,1\r\n\r\nOK\r\n"},

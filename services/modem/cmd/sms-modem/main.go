@@ -22,6 +22,7 @@ const commands = `  (none)               run the service
   send NUMBER TEXT     send one SMS directly (no broker) and print each part's reference
   ledger [--unknown] [--json]
                        list recent sends from the ledger, or only those whose outcome is unknown
+  canary               send a canary SMS and print its round trip (stop the service first)
   healthcheck          exit 0 when the local /healthz answers (for Docker HEALTHCHECK)
   version              print version, commit, build date, Go version and platform
   help [CMD]           this text, or one command's
@@ -39,6 +40,13 @@ reason), 2 when a setting is wrong (MODEM_DEVICE missing, MODEM_PIN refused).
 
 Sends one SMS directly, without the broker or the API, and prints each
 part's message reference. National numbers are read for MODEM_COUNTRY.
+`,
+	"canary": `usage: sms-modem canary
+
+Opens MODEM_DEVICE (stop the service first), sends a short SMS with a nonce
+to CANARY_NUMBER (default MODEM_NUMBER), waits up to CANARY_TIMEOUT for it
+to come back and prints the round trip. Only the canary is taken off the
+SIM; other messages stay for the service. Exit 1 when it does not come back.
 `,
 	"ledger": `usage: sms-modem ledger [--unknown] [--json]
 
@@ -87,6 +95,13 @@ func run(args []string) int {
 		}
 		return cli.Tool(name, func(ctx context.Context, cfg app.Config, log *zap.Logger) (int, error) {
 			return 0, app.Send(ctx, cfg, log, os.Stdout, args[1], args[2])
+		})
+	case "canary":
+		if len(args) != 1 {
+			return usage(os.Stderr, cmd, "canary takes no arguments")
+		}
+		return cli.Tool(name, func(ctx context.Context, cfg app.Config, log *zap.Logger) (int, error) {
+			return 0, app.Canary(ctx, cfg, log, os.Stdout)
 		})
 	case "ledger":
 		fs := flag.NewFlagSet("ledger", flag.ContinueOnError)

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,6 +42,7 @@ func NewModem(cfg Config, log *zap.Logger, hs *health.Server) *gsm.Modem {
 	return gsm.New(gsm.Config{
 		PIN: cfg.PIN, CommandTimeout: cfg.Timeout.D(), SendTimeout: cfg.SendTimeout.D(),
 		KeepAlive: cfg.KeepAlive.D(), Log: log.Named("modem"), Reg: reg,
+		DeliveryReports: cfg.DeliveryReports && cfg.Receive, // reports are read by the receive path
 	}, opener)
 }
 
@@ -128,6 +130,13 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	// The receive path publishes on whatever connection the link holds.
+	pub := &currentJS{js: js}
+	stopReceive, err := startReceive(ctx, cfg, pub, modem, log, hs.Registry)
+	if err != nil {
+		return err
+	}
+	defer stopReceive()
 	s := sender.New(sender.Config{
 		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
 		Clock: clk, Log: log.Named("sender"), Reg: hs.Registry,
@@ -140,7 +149,10 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	timeSet := make(chan struct{}, 1)
 	go func() { defer close(hbDone); heartbeat(ctx, l, modem, clk, timeSet) }()
 	redialDone := make(chan struct{})
-	go func() { defer close(redialDone); redial(ctx, l, s.Use, log) }()
+	go func() {
+		defer close(redialDone)
+		redial(ctx, l, func(js jetstream.JetStream) { s.Use(js); pub.Use(js) }, log)
+	}()
 	bgDone := make(chan struct{}, 2)
 	go func() { syncClock(ctx, l, clk, timeSet, log.Named("clock")); bgDone <- struct{}{} }()
 	go func() { pruneLedger(ctx, led, clk, cfg.LedgerRetention.D(), log.Named("ledger")); bgDone <- struct{}{} }()
@@ -225,3 +237,36 @@ func publishStatus(nc *nats.Conn, st schema.ModemStatus) {
 		_ = nc.Publish(schema.StatusSubject, b)
 	}
 }
+
+// currentJS publishes through the JetStream of the link's current
+// connection, which a re-dial replaces.
+type currentJS struct {
+	mu sync.Mutex
+	js jetstream.JetStream
+}
+
+func (c *currentJS) Use(js jetstream.JetStream) { c.mu.Lock(); c.js = js; c.mu.Unlock() }
+
+func (c *currentJS) get() jetstream.JetStream { c.mu.Lock(); defer c.mu.Unlock(); return c.js }
+
+func (c *currentJS) Publish(ctx context.Context, subject string, payload []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	return c.get().Publish(ctx, subject, payload, opts...)
+}
+
+func (c *currentJS) PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	return c.get().PublishMsg(ctx, msg, opts...)
+}
+
+func (c *currentJS) PublishAsync(subject string, payload []byte, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	return c.get().PublishAsync(subject, payload, opts...)
+}
+
+func (c *currentJS) PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	return c.get().PublishMsgAsync(msg, opts...)
+}
+
+func (c *currentJS) PublishAsyncPending() int { return c.get().PublishAsyncPending() }
+
+func (c *currentJS) PublishAsyncComplete() <-chan struct{} { return c.get().PublishAsyncComplete() }
+
+func (c *currentJS) CleanupPublisher() { c.get().CleanupPublisher() }

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sensorsreport/smsgw/services/modem/internal/pdu"
+
 	"github.com/sensorsreport/smsgw/shared/config"
 	"github.com/sensorsreport/smsgw/shared/logging"
 )
@@ -29,6 +31,14 @@ type Config struct {
 	// LOG_FILE, LOG_FILE_MAX_SIZE, LOG_FILE_BACKUPS (legacy LogFile,
 	// MaxLogFileSize, LogBackupCount).
 	logging.File
+
+	// The receive path: incoming SMS and delivery reports (issue 13).
+	Receive           bool            `env:"MODEM_RECEIVE" envDefault:"true" help:"read, forward and delete incoming SMS and stored status reports"`
+	ReassemblyTimeout config.Duration `env:"MODEM_REASSEMBLY_TIMEOUT" envDefault:"10m" help:"forward a long SMS with parts missing after this long"`
+	DeliveryReports   bool            `env:"MODEM_DELIVERY_REPORTS" envDefault:"true" help:"request a status report for every part and emit sms.delivery"`
+	CanaryInterval    config.Duration `env:"CANARY_INTERVAL" envDefault:"0s" help:"send a canary SMS this often and wait for it to come back; 0 is off"`
+	CanaryNumber      string          `env:"CANARY_NUMBER" help:"where the canary goes; default MODEM_NUMBER"`
+	CanaryTimeout     config.Duration `env:"CANARY_TIMEOUT" envDefault:"5m" help:"how long a canary may take before it counts as failed"`
 
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxParts  int             `env:"MODEM_MAX_PARTS" envDefault:"10" help:"longest message, in SMS parts"`
@@ -78,6 +88,7 @@ func (c Config) Validate() error {
 	if c.MaxParts < 1 || c.MaxParts > 255 {
 		bad("MODEM_MAX_PARTS", strconv.Itoa(c.MaxParts), "a whole number from 1 to 255")
 	}
+	errs = append(errs, c.receiveErrors()...)
 	if len(errs) > 0 {
 		return errs
 	}
@@ -86,3 +97,45 @@ func (c Config) Validate() error {
 
 // Logging implements cli.Logged.
 func (c Config) Logging() (level, format string) { return c.LogLevel, c.LogFormat }
+
+// receiveErrors checks the receive path and the canary; startReceive asks
+// too, since tests run the service without loading the environment.
+func (c Config) receiveErrors() config.Errors {
+	var errs config.Errors
+	bad := func(name, v, want string) { errs = append(errs, config.Invalid(name, v, want)) }
+	if c.Receive && c.ReassemblyTimeout.D() <= 0 {
+		bad("MODEM_REASSEMBLY_TIMEOUT", c.ReassemblyTimeout.String(), "a positive duration such as 10m")
+	}
+	if c.CanaryInterval.D() < 0 {
+		bad("CANARY_INTERVAL", c.CanaryInterval.String(), "a duration such as 1h, or 0 for no canary")
+	}
+	if c.CanaryInterval.D() <= 0 {
+		return errs
+	}
+	if c.CanaryTimeout.D() <= 0 {
+		bad("CANARY_TIMEOUT", c.CanaryTimeout.String(), "a positive duration such as 5m")
+	}
+	if !c.Receive {
+		bad("MODEM_RECEIVE", "false", "true while CANARY_INTERVAL is set: the canary waits for its SMS to come back")
+	}
+	if _, err := c.canaryNumber(); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// canaryNumber is CANARY_NUMBER, else MODEM_NUMBER.
+func (c Config) canaryNumber() (pdu.Number, *config.Error) {
+	raw, name := c.CanaryNumber, "CANARY_NUMBER"
+	if raw == "" {
+		raw, name = c.Number, "MODEM_NUMBER"
+	}
+	if raw == "" {
+		return pdu.Number{}, config.Missing("CANARY_NUMBER", "the number the canary goes to (default MODEM_NUMBER, the SIM's own)")
+	}
+	n, err := pdu.ParseNumber(raw, c.Country)
+	if err != nil {
+		return pdu.Number{}, config.Invalid(name, raw, "a phone number the canary can reach, e.g. +40722999099")
+	}
+	return n, nil
+}

@@ -30,6 +30,7 @@ func Diag(ctx context.Context, cfg Config, log *zap.Logger, w io.Writer) error {
 	defer m.Close()
 	st, err := m.Probe(ctx)
 	PrintStatus(w, st)
+	printCanary(w, cfg)
 	if err != nil {
 		return probeError(cfg, err)
 	}

@@ -20,6 +20,9 @@ type metrics struct {
 	registration prometheus.Gauge
 	reconnects   prometheus.Counter
 	recoveries   *prometheus.CounterVec
+
+	storeUsed, storeTotal prometheus.Gauge
+	incomingInvalid       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,11 +47,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sms_modem_recoveries_total", Help: "Recovery ladder steps taken.",
 		}, []string{"step"}),
+		storeUsed:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "sms_modem_sim_storage_used", Help: "Messages in the SIM store read by the gateway (AT+CPMS)."}),
+		storeTotal: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sms_modem_sim_storage_total", Help: "Capacity of the SIM store read by the gateway (AT+CPMS)."}),
+		incomingInvalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sms_modem_incoming_invalid_total", Help: "Incoming PDUs the modem delivered unreadable (dropped).",
+		}),
 	}
 	m.registration.Set(-1)
 	m.signal.Set(99)
 	if reg != nil {
-		reg.MustRegister(m.atLatency, m.atErrors, m.cmsErrors, m.cmgs, m.signal, m.registration, m.reconnects, m.recoveries)
+		reg.MustRegister(m.atLatency, m.atErrors, m.cmsErrors, m.cmgs, m.signal, m.registration, m.reconnects, m.recoveries,
+			m.storeUsed, m.storeTotal, m.incomingInvalid)
 	}
 	return m
 }

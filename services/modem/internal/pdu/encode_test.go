@@ -467,3 +467,27 @@ func TestRelativeVPRoundsUpToNextStep(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestStatusReportMatchesTheOption(t *testing.T) {
+	for _, text := range []string{"hello", strings.Repeat("€x", 120)} {
+		plain, err := Encode(ro, text, NewRefCounter(9), Options{ValidityPeriod: fourDays})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := Encode(ro, text, NewRefCounter(9), Options{ValidityPeriod: fourDays, StatusReport: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range plain {
+			got, err := RequestStatusReport(plain[i].Hex)
+			if err != nil || got != want[i].Hex {
+				t.Errorf("part %d: %s, %v\nwant %s", i+1, got, err, want[i].Hex)
+			}
+		}
+	}
+	for _, bad := range []string{"", "00", "zz", "0004", "0501020304", "0000"} {
+		if _, err := RequestStatusReport(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("RequestStatusReport(%q) = %v, want ErrMalformed", bad, err)
+		}
+	}
+}

@@ -1,8 +1,10 @@
 package pdu
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -224,4 +226,20 @@ func vpDuration(vp byte) time.Duration {
 	default:
 		return (v - 192) * 7 * 24 * time.Hour
 	}
+}
+
+// RequestStatusReport sets TP-SRR in a PDU-mode line as Encode renders it
+// (SMSC field first, then an SMS-SUBMIT), so a status report is requested
+// for a part encoded without Options.StatusReport.
+func RequestStatusReport(hexPDU string) (string, error) {
+	b, err := hex.DecodeString(hexPDU)
+	if err != nil || len(b) < 2 || 1+int(b[0]) >= len(b) {
+		return "", fmt.Errorf("%w: not a PDU-mode SMS-SUBMIT", ErrMalformed)
+	}
+	first := 1 + int(b[0])
+	if b[first]&0x03 != 0x01 {
+		return "", fmt.Errorf("%w: TP-MTI %d is not SMS-SUBMIT", ErrMalformed, b[first]&0x03)
+	}
+	b[first] |= 0x20
+	return strings.ToUpper(hex.EncodeToString(b)), nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/sensorsreport/smsgw/services/modem/internal/delivery"
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
 	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
 	"github.com/sensorsreport/smsgw/services/modem/internal/pdu"
@@ -316,6 +317,7 @@ func (s *Sender) send(runCtx, jobCtx context.Context, msg jetstream.Msg, job sch
 			cancel()
 			if err == nil {
 				refs = append(refs, mr)
+				delivery.Sent(job.SmsID, job.Tenant, num.String(), p.Seq, p.Total, mr)
 				s.m.parts.Inc()
 				break
 			}

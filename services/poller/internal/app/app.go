@@ -16,6 +16,7 @@ import (
 	"github.com/sensorsreport/smsgw/services/poller/internal/dispatch"
 	"github.com/sensorsreport/smsgw/services/poller/internal/smsapi"
 	"github.com/sensorsreport/smsgw/services/poller/internal/upstream"
+	"github.com/sensorsreport/smsgw/services/poller/internal/webhook"
 	"github.com/sensorsreport/smsgw/shared/backoff"
 	"github.com/sensorsreport/smsgw/shared/health"
 )
@@ -132,6 +133,17 @@ func run(ctx context.Context, cfg Config, log *zap.Logger, started func(*broker.
 			stopRun(err)
 		}
 	}()
+	fwd, err := webhook.New(runCtx, webhook.Config{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, Log: log.Named("webhook"), Reg: hs.Registry}, b.JetStream())
+	if err != nil {
+		stopRun(err)
+		wg.Wait()
+		return err
+	}
+	if cfg.WebhookURL == "" {
+		log.Info("no INCOMING_WEBHOOK_URL: incoming SMS and delivery reports are kept in the broker and logged")
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = fwd.Run(runCtx) }()
 	err = d.Run(runCtx, drainTimeout)
 	wg.Wait()
 	log.Info("poller stopped claiming; shutting the broker down")

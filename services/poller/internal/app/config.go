@@ -44,11 +44,16 @@ type Config struct {
 	// MaxLogFileSize, LogBackupCount).
 	logging.File
 
+	// Events from the modem (sms.received, sms.delivery) go to this URL,
+	// signed with the secret; empty keeps them in the broker only.
+	WebhookURL    string `env:"INCOMING_WEBHOOK_URL" help:"where incoming SMS and delivery reports are POSTed; empty keeps them in the broker"`
+	WebhookSecret string `env:"INCOMING_WEBHOOK_SECRET,unset" help:"HMAC-SHA256 key of X-Smsgw-Signature (required with a URL)"`
+
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxQueued  int             `env:"MAX_QUEUED_JOBS" envDefault:"2" help:"unsent jobs allowed to wait for the modem"`
 	AckWait    config.Duration `env:"JOB_ACK_WAIT" envDefault:"2m" help:"how long a job may go without a modem heartbeat before redelivery"`
 	MaxDeliver int             `env:"JOB_MAX_DELIVER" envDefault:"10" help:"deliveries before a job is reported Failed"`
-	MaxStoreMB int64           `env:"NATS_MAX_STORE_MB" envDefault:"256" help:"cap on the JetStream store, in MB"`
+	MaxStoreMB int64           `env:"NATS_MAX_STORE_MB" envDefault:"320" help:"cap on the JetStream store, in MB"`
 }
 
 // Validate checks what the struct tags cannot: every error names its
@@ -113,10 +118,29 @@ func (c Config) Validate() error {
 	if c.MaxStoreMB < 1 {
 		bad("NATS_MAX_STORE_MB", strconv.FormatInt(c.MaxStoreMB, 10), "a whole number of megabytes, at least 1")
 	}
+	if c.WebhookURL != "" {
+		if !httpURL(c.WebhookURL) {
+			bad("INCOMING_WEBHOOK_URL", redactURL(c.WebhookURL), "an absolute http(s) URL such as https://hooks.example.net/sms")
+		}
+		if c.WebhookSecret == "" {
+			errs = append(errs, config.Missing("INCOMING_WEBHOOK_SECRET",
+				"the HMAC key for X-Smsgw-Signature when INCOMING_WEBHOOK_URL is set"))
+		}
+	}
 	if len(errs) > 0 {
 		return errs
 	}
 	return nil
+}
+
+// redactURL hides credentials and the query, which may carry a token.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparseable)"
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.Redacted()
 }
 
 func httpURL(s string) bool {

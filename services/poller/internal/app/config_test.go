@@ -105,3 +105,33 @@ func TestSecretsFromFiles(t *testing.T) {
 		t.Fatalf("both set: %v", err)
 	}
 }
+
+func TestWebhookConfig(t *testing.T) {
+	base := map[string]string{"SMS_API_URL": "https://api.example.net", "NATS_USER": "modem", "NATS_PASSWORD": "p"}
+	for _, tc := range []struct {
+		url, secret, err string
+	}{
+		{"", "", ""},
+		{"", "s", ""},
+		{"https://hooks.example/sms", "s", ""},
+		{"http://10.0.0.2:9000/in", "s", ""},
+		{"https://hooks.example/sms", "", "INCOMING_WEBHOOK_SECRET"},
+		{"hooks.example/sms", "s", "INCOMING_WEBHOOK_URL"},
+		{"ftp://hooks.example/sms", "s", "INCOMING_WEBHOOK_URL"},
+		{"https://", "s", "INCOMING_WEBHOOK_URL"},
+		{"::", "s", "INCOMING_WEBHOOK_URL"},
+		{"ftp://user:pw@hooks.example/sms?token=tok", "s", "INCOMING_WEBHOOK_URL"},
+	} {
+		env := maps.Clone(base)
+		env["INCOMING_WEBHOOK_URL"], env["INCOMING_WEBHOOK_SECRET"] = tc.url, tc.secret
+		cfg, err := config.LoadFrom[Config](env)
+		switch {
+		case tc.err == "" && (err != nil || cfg.WebhookURL != tc.url || cfg.WebhookSecret != tc.secret):
+			t.Errorf("%q/%q: %+v, %v", tc.url, tc.secret, cfg, err)
+		case tc.err != "" && (!config.IsConfig(err) || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q/%q: error %v, want one naming %s", tc.url, tc.secret, err, tc.err)
+		case err != nil && (strings.Contains(err.Error(), "pw") || strings.Contains(err.Error(), "tok")):
+			t.Errorf("the error shows a credential: %v", err)
+		}
+	}
+}

@@ -105,6 +105,18 @@ func TestModemCanDoItsJob(t *testing.T) {
 		t.Fatalf("result PubAck = %+v", ack)
 	}
 
+	ev := schema.Received{Event: schema.EventReceived, ID: "rcv_1"}
+	ack, err = m.js.Publish(ctx, ev.Subject(), []byte(`{}`), jetstream.WithMsgID(ev.ID))
+	if err != nil {
+		t.Fatalf("publish event: %v", err)
+	}
+	if ack.Stream != schema.EventsStream || ack.Duplicate {
+		t.Fatalf("event PubAck = %+v", ack)
+	}
+	if ack, err = m.js.Publish(ctx, ev.Subject(), []byte(`{}`), jetstream.WithMsgID(ev.ID)); err != nil || !ack.Duplicate {
+		t.Fatalf("repeat of an event id: %+v, %v; want a duplicate", ack, err)
+	}
+
 	if err := m.nc.Publish(schema.StatusSubject, []byte("ready")); err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +191,17 @@ func TestModemIsRefusedEverythingElse(t *testing.T) {
 		}},
 		{"ack results", "$JS.ACK.SMS_RESULTS.poller.1.1.1.1.0", func() error {
 			return m.nc.Publish("$JS.ACK.SMS_RESULTS.poller.1.1.1.1.0", []byte("+ACK"))
+		}},
+		{"bind the webhook consumer", "$JS.API.CONSUMER.INFO.SMS_EVENTS.webhook", func() error {
+			_, err := m.js.Consumer(denied(), schema.EventsStream, schema.EventsConsumer)
+			return err
+		}},
+		{"ack events", "$JS.ACK.SMS_EVENTS.webhook.1.1.1.1.0", func() error {
+			return m.nc.Publish("$JS.ACK.SMS_EVENTS.webhook.1.1.1.1.0", []byte("+ACK"))
+		}},
+		{"subscribe to events", "sms.events.>", func() error {
+			_, err := m.nc.SubscribeSync("sms.events.>")
+			return err
 		}},
 		{"subscribe to jobs", "sms.jobs.>", func() error {
 			_, err := m.nc.SubscribeSync("sms.jobs.>")

@@ -32,7 +32,7 @@ import (
 // Defaults applied to zero Config fields.
 const (
 	DefaultListen      = "0.0.0.0:4222"
-	DefaultMaxStore    = 256 << 20
+	DefaultMaxStore    = 320 << 20 // four 64 MB stores, the 16 MB events stream, headroom
 	DefaultMaxMemory   = 16 << 20
 	DefaultJobsMaxMsgs = 1000
 	DefaultAckWait     = 2 * time.Minute
@@ -423,9 +423,9 @@ func buildUsers(modemUser, modemPass string) ([]*server.User, string, error) {
 
 // modemPermissions allows exactly what the modem's jetstream client uses:
 // bind to and pull from its consumer, ack (including DoubleAck, InProgress,
-// Nak, Term), publish results and heartbeats, ask the poller for the time,
-// and receive replies. It can neither create nor inspect any other stream,
-// consumer or KV bucket.
+// Nak, Term), publish results, events and heartbeats, ask the poller for
+// the time, and receive replies. It can neither create nor inspect any other
+// stream, consumer or KV bucket.
 func modemPermissions() *server.Permissions {
 	jobs, cons := schema.JobsStream, schema.JobsConsumer
 	return &server.Permissions{
@@ -436,6 +436,7 @@ func modemPermissions() *server.Permissions {
 			schema.ResultsFilter,
 			schema.StatusSubject,
 			schema.ClockSubject, // requests; the answer comes to its inbox
+			schema.EventsFilter, // incoming SMS and delivery reports
 		}},
 		Subscribe: &server.SubjectPermission{Allow: []string{nats.InboxPrefix + ">"}},
 	}

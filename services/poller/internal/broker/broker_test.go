@@ -228,6 +228,24 @@ func TestTopologyIsCreatedThenUpdatedInPlace(t *testing.T) {
 		rc.Duplicates != 24*time.Hour || len(rc.Subjects) != 1 || rc.Subjects[0] != schema.ResultsFilter {
 		t.Fatalf("results stream config: %+v", rc)
 	}
+	events, err := js.Stream(ctx, schema.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Events stay after they are forwarded (limits, not a work queue), and a
+	// repeat with the same id within a day is dropped.
+	ec := events.CachedInfo().Config
+	if ec.Retention != jetstream.LimitsPolicy || ec.Discard != jetstream.DiscardOld || ec.Storage != jetstream.FileStorage ||
+		ec.MaxBytes != 16<<20 || ec.Duplicates != 24*time.Hour || len(ec.Subjects) != 1 || ec.Subjects[0] != schema.EventsFilter {
+		t.Fatalf("events stream config: %+v", ec)
+	}
+	hook, err := js.Consumer(ctx, schema.EventsStream, schema.EventsConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hc := hook.CachedInfo().Config; hc.MaxAckPending != 1 || hc.MaxDeliver != -1 || hc.AckPolicy != jetstream.AckExplicitPolicy {
+		t.Fatalf("webhook consumer config: %+v", hc)
+	}
 	modem, err := js.Consumer(ctx, schema.JobsStream, schema.JobsConsumer)
 	if err != nil {
 		t.Fatal(err)

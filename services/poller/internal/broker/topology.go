@@ -91,6 +91,45 @@ func deadStreamConfig() jetstream.StreamConfig {
 	}
 }
 
+// Events (sms.received, sms.delivery) are kept by limits, not removed on
+// ack: without a webhook they stay in the broker for inspection, and the
+// webhook consumer's ack floor says what was forwarded. The modem publishes
+// with a stable Nats-Msg-Id, so a repeat after a crash is dropped here.
+const (
+	eventsMaxMsgs  = 10000
+	eventsMaxBytes = 16 << 20 // events are small: about 10000 of them
+	eventsMaxAge   = 30 * 24 * time.Hour
+	eventsAckWait  = 30 * time.Second
+)
+
+func eventsStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       schema.EventsStream,
+		Subjects:   []string{schema.EventsFilter},
+		Retention:  jetstream.LimitsPolicy,
+		Storage:    jetstream.FileStorage,
+		Discard:    jetstream.DiscardOld,
+		MaxMsgs:    eventsMaxMsgs,
+		MaxAge:     eventsMaxAge,
+		MaxBytes:   eventsMaxBytes,
+		MaxMsgSize: maxMsgSize,
+		Duplicates: dedupWindow,
+		Replicas:   1,
+	}
+}
+
+func eventsConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       schema.EventsConsumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       eventsAckWait,
+		MaxDeliver:    -1, // an event is retried until the webhook takes it
+		MaxAckPending: 1,  // in order, one at a time
+		FilterSubject: schema.EventsFilter,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
 func (b *Broker) modemConsumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       schema.JobsConsumer,
@@ -127,6 +166,10 @@ func (b *Broker) ensureTopology(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", schema.ResultsStream, err)
 	}
+	events, err := b.js.CreateOrUpdateStream(ctx, eventsStreamConfig())
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", schema.EventsStream, err)
+	}
 	b.jobs = jobs
 	if _, err := b.js.CreateOrUpdateStream(ctx, deadStreamConfig()); err != nil {
 		return fmt.Errorf("create stream %s: %w", schema.DeadStream, err)
@@ -140,6 +183,7 @@ func (b *Broker) ensureTopology(ctx context.Context) error {
 	}{
 		{jobs, b.modemConsumerConfig()},
 		{results, resultsConsumerConfig()},
+		{events, eventsConsumerConfig()},
 	} {
 		name := t.stream.CachedInfo().Config.Name
 		cons, err := t.stream.CreateOrUpdateConsumer(ctx, t.cfg)
