@@ -244,6 +244,9 @@ func (s *Stack) buildProcs() error {
 	return nil
 }
 
+// Dir is the stack's working directory: stores, ledger and logs.
+func (s *Stack) Dir() string { return s.opts.Dir }
+
 // WaitModemReady waits until the modem's /readyz answers 200.
 func (s *Stack) WaitModemReady(ctx context.Context) error {
 	return waitHTTP(ctx, s.ModemHTTP, "/readyz", s.Modem)
