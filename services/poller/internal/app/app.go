@@ -147,10 +147,10 @@ func run(ctx context.Context, cfg Config, log *zap.Logger, started func(*broker.
 	err = d.Run(runCtx, drainTimeout)
 	wg.Wait()
 	log.Info("poller stopped claiming; shutting the broker down")
-	if err != nil {
-		return err
+	if f := fatal(); f != nil {
+		return f // the broker's own reason beats what it broke downstream
 	}
-	return fatal()
+	return err
 }
 
 // registerProvider registers once, retrying until the API answers: the
