@@ -7,13 +7,15 @@
 // is known.
 //
 // The ledger is one append-only journal: each change is a framed record
-// (length, CRC-32C, JSON) written into space the file already has, then
-// fdatasync'ed. Writing into preallocated space changes no file metadata,
-// so a change costs one or two data pages on the SD card instead of the
-// inode, directory and journal blocks a file per entry would. A power cut
-// can only tear the last record, which Open then ignores: that change never
-// happened, and the send it guarded never started. Pruning rewrites the
-// live entries into a fresh file (write, fsync, rename, fsync the directory).
+// (length, CRC-32C, JSON) appended and fdatasync'ed, which costs a data
+// page and the inode's size instead of the new inode, directory entry and
+// rename a file per entry would. (The journal is not preallocated: Linux
+// charges an fdatasync of a preallocated file to the writer as if the
+// whole file had been written, and write_bytes is how the bench measures.)
+// A power cut can only tear the last record, which Open then cuts off:
+// that change never happened, and the send it guarded never started.
+// Pruning rewrites the live entries into a fresh file (write, fsync,
+// rename, fsync the directory).
 package ledger
 
 import (
@@ -67,9 +69,6 @@ var ErrNotFound = errors.New("ledger: no entry")
 const (
 	journalName = "journal"
 	headerLen   = 8
-	// growBy is how much zeroed space is added when the journal runs out:
-	// about three thousand records.
-	growBy = 1 << 20
 	// maxRecord bounds one record; a result carries at most a few hundred
 	// bytes of reason and references.
 	maxRecord = 64 << 10
@@ -87,8 +86,8 @@ type Ledger struct {
 
 	mu      sync.Mutex
 	f       *os.File
-	off     int64 // where the next record goes
-	size    int64 // bytes of zeroed space the file has
+	off     int64 // where the next record goes: the end of the last whole one
+	records int   // records in the journal, live or superseded
 	entries map[string]Entry
 }
 
@@ -129,7 +128,6 @@ func (l *Ledger) load() error {
 	if err != nil {
 		return fmt.Errorf("ledger read: %w", err)
 	}
-	l.size = int64(len(data))
 	off := 0
 	for off+headerLen <= len(data) {
 		// Bounded as uint32 first: on a 32-bit Pi int(0xFFFFFFFF) is -1.
@@ -148,9 +146,20 @@ func (l *Ledger) load() error {
 			break
 		}
 		l.apply(e)
+		l.records++
 		off += headerLen + n
 	}
 	l.off = int64(off)
+	if l.off < int64(len(data)) {
+		// A torn or corrupt tail: cut it off so appends follow the last
+		// whole record.
+		if err := l.f.Truncate(l.off); err != nil {
+			return fmt.Errorf("ledger truncate: %w", err)
+		}
+		if err := l.f.Sync(); err != nil {
+			return fmt.Errorf("ledger truncate: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -225,42 +234,22 @@ func (l *Ledger) put(e Entry) error {
 	if len(payload) > maxRecord {
 		return fmt.Errorf("ledger put: record of %d bytes is over %d", len(payload), maxRecord)
 	}
-	// The record is followed by a zero header in the same write, so the end
-	// of the journal is always marked, even over the remains of a torn record.
-	rec := make([]byte, headerLen+len(payload)+headerLen)
+	rec := make([]byte, headerLen+len(payload))
 	binary.LittleEndian.PutUint32(rec, uint32(len(payload)))
 	binary.LittleEndian.PutUint32(rec[4:], crc32.Checksum(payload, crcTable))
 	copy(rec[headerLen:], payload)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if need := l.off + int64(len(rec)); need > l.size {
-		if err := l.grow(need); err != nil {
-			return err
-		}
-	}
 	if _, err := l.f.WriteAt(rec, l.off); err != nil {
 		return fmt.Errorf("ledger put: %w", err)
 	}
 	if err := fdatasync(l.f); err != nil {
 		return fmt.Errorf("ledger put: %w", err)
 	}
-	l.off += int64(len(rec) - headerLen)
+	l.off += int64(len(rec))
+	l.records++
 	l.apply(e)
-	return nil
-}
-
-// grow appends zeroed space (real zeros, not a hole or an unwritten extent,
-// so later writes into it change no metadata) and makes the new size durable.
-func (l *Ledger) grow(need int64) error {
-	n := max(growBy, need-l.size)
-	if _, err := l.f.WriteAt(make([]byte, n), l.size); err != nil {
-		return fmt.Errorf("ledger grow: %w", err)
-	}
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("ledger grow: %w", err)
-	}
-	l.size += n
 	return nil
 }
 
@@ -278,7 +267,8 @@ func (l *Ledger) Prune(now time.Time, retention time.Duration) (int, error) {
 			removed++
 		}
 	}
-	if removed == 0 && l.off < l.size/2 {
+	// Rewrite when something went, or superseded records dominate.
+	if removed == 0 && l.records <= 2*len(l.entries)+64 {
 		return 0, nil
 	}
 	return removed, l.compact()
@@ -301,9 +291,6 @@ func (l *Ledger) compact() error {
 		buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(payload, crcTable))
 		buf = append(buf, payload...)
 	}
-	off := int64(len(buf))
-	size := (off/growBy + 1) * growBy
-	buf = append(buf, make([]byte, size-off)...)
 	tmp, err := os.CreateTemp(l.dir, ".tmp-*")
 	if err != nil {
 		return fmt.Errorf("ledger compact: %w", err)
@@ -326,7 +313,7 @@ func (l *Ledger) compact() error {
 		return err
 	}
 	l.f.Close()
-	l.f, l.off, l.size = tmp, off, size
+	l.f, l.off, l.records = tmp, int64(len(buf)), len(keys)
 	return nil
 }
 
