@@ -26,9 +26,11 @@ const (
 	ResultsSubject  = "sms.results" // results are published on sms.results.<outcome>
 	ResultsFilter   = "sms.results.>"
 	ResultsConsumer = "poller"
-	// StatusSubject carries the modem's heartbeat (core NATS, not stored):
-	// the poller claims work only while a fresh heartbeat says ready.
+	// StatusSubject prefixes each modem's heartbeat (core NATS, not
+	// stored), published on sms.modem.status.<MODEM_ID>: the poller claims
+	// work only while a fresh heartbeat of some modem says ready.
 	StatusSubject = "sms.modem.status"
+	StatusFilter  = StatusSubject + ".*"
 	// ClockSubject answers requests for the poller's trusted time (a
 	// ClockReading), the modem's reference for every TTL decision.
 	ClockSubject = "sms.clock"
@@ -208,19 +210,42 @@ func JobSubject(cc string) string {
 
 func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
 
+// StatusSubjectFor is the subject modem id beats on.
+func StatusSubjectFor(id string) string { return StatusSubject + "." + id }
+
+// ValidModemID reports whether id can name a modem on the broker: one
+// subject token of letters, digits, '-' and '_', at most 32 long.
+func ValidModemID(id string) bool {
+	if id == "" || len(id) > 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(isUpper(c) || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // MsgID is the dedup id for publishing this result.
 func (r Result) MsgID() string { return "result." + r.JobID }
 
-// ModemStatus is the modem's heartbeat.
+// ModemStatus is one modem's heartbeat.
 type ModemStatus struct {
-	V        int       `json:"v"`
-	Ready    bool      `json:"ready"`
-	Reason   string    `json:"reason,omitempty"`
-	Operator string    `json:"operator,omitempty"`
-	Signal   int       `json:"signal,omitempty"` // CSQ rssi 0..31, 99 unknown
-	At       time.Time `json:"at"`
-	ValidFor Duration  `json:"valid_for"` // the poller trusts it this long
-	IMEI     string    `json:"imei,omitempty"`
+	V int `json:"v"`
+	// ID is the modem's MODEM_ID; Instance is random per process, so two
+	// processes beating with the same ID are told apart.
+	ID        string    `json:"id"`
+	Instance  string    `json:"instance,omitempty"`
+	Countries []string  `json:"countries,omitempty"` // empty: any country
+	Ready     bool      `json:"ready"`
+	Reason    string    `json:"reason,omitempty"`
+	Operator  string    `json:"operator,omitempty"`
+	Signal    int       `json:"signal,omitempty"` // CSQ rssi 0..31, 99 unknown
+	At        time.Time `json:"at"`
+	ValidFor  Duration  `json:"valid_for"` // the poller trusts it this long
+	IMEI      string    `json:"imei,omitempty"`
 }
 
 // Duration is a time.Duration that travels as a Go duration string.

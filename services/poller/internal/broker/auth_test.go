@@ -63,7 +63,7 @@ func TestModemCanDoItsJob(t *testing.T) {
 	ctx := testCtx(t)
 
 	status := make(chan []byte, 1)
-	if _, err := b.Conn().Subscribe(schema.StatusSubject, func(msg *nats.Msg) { status <- msg.Data }); err != nil {
+	if _, err := b.Conn().Subscribe(schema.StatusFilter, func(msg *nats.Msg) { status <- msg.Data }); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Conn().Flush(); err != nil {
@@ -117,7 +117,7 @@ func TestModemCanDoItsJob(t *testing.T) {
 		t.Fatalf("repeat of an event id: %+v, %v; want a duplicate", ack, err)
 	}
 
-	if err := m.nc.Publish(schema.StatusSubject, []byte("ready")); err != nil {
+	if err := m.nc.Publish(schema.StatusSubjectFor("m1"), []byte("ready")); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -188,6 +188,9 @@ func TestModemIsRefusedEverythingElse(t *testing.T) {
 		}},
 		{"delete the modem consumer", "$JS.API.CONSUMER.DELETE.SMS_JOBS.modem", func() error {
 			return m.js.DeleteConsumer(denied(), schema.JobsStream, schema.JobsConsumer)
+		}},
+		{"beat outside the per-modem subjects", "sms.modem.status.a.b", func() error {
+			return m.nc.Publish("sms.modem.status.a.b", []byte("{}"))
 		}},
 		{"ack results", "$JS.ACK.SMS_RESULTS.poller.1.1.1.1.0", func() error {
 			return m.nc.Publish("$JS.ACK.SMS_RESULTS.poller.1.1.1.1.0", []byte("+ACK"))

@@ -423,8 +423,8 @@ func buildUsers(modemUser, modemPass string) ([]*server.User, string, error) {
 
 // modemPermissions allows exactly what the modem's jetstream client uses:
 // bind to and pull from its consumer, ack (including DoubleAck, InProgress,
-// Nak, Term), publish results, events and heartbeats, ask the poller for
-// the time, and receive replies. It can neither create nor inspect any other
+// Nak, Term), publish results, events and heartbeats, hear heartbeats, ask
+// the poller for the time, and receive replies. It can neither create nor inspect any other
 // stream, consumer or KV bucket.
 func modemPermissions() *server.Permissions {
 	jobs, cons := schema.JobsStream, schema.JobsConsumer
@@ -434,10 +434,12 @@ func modemPermissions() *server.Permissions {
 			fmt.Sprintf(server.JSApiConsumerInfoT, jobs, cons),
 			"$JS.ACK." + jobs + "." + cons + ".>",
 			schema.ResultsFilter,
-			schema.StatusSubject,
+			schema.StatusFilter, // sms.modem.status.<MODEM_ID>
 			schema.ClockSubject, // requests; the answer comes to its inbox
 			schema.EventsFilter, // incoming SMS and delivery reports
 		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{nats.InboxPrefix + ">"}},
+		// Heartbeats too: a modem hears another one beating with its
+		// MODEM_ID and refuses to share it.
+		Subscribe: &server.SubjectPermission{Allow: []string{nats.InboxPrefix + ">", schema.StatusFilter}},
 	}
 }

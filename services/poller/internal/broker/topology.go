@@ -24,6 +24,7 @@ const (
 	resultsMaxMsgs    = 10000
 	resultsAckWait    = 30 * time.Second
 	resultsAckPending = 256
+	maxModems         = 64
 )
 
 func (b *Broker) jobsStreamConfig() jetstream.StreamConfig {
@@ -136,7 +137,9 @@ func (b *Broker) modemConsumerConfig() jetstream.ConsumerConfig {
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       b.cfg.AckWait,
 		MaxDeliver:    b.cfg.MaxDeliver,
-		MaxAckPending: 1, // one modem sends one SMS at a time
+		// Every modem sends one SMS at a time, so this bounds how many
+		// modems can send in parallel (SMS Server Tools drives up to 64).
+		MaxAckPending: maxModems,
 		FilterSubject: schema.JobsFilter,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
