@@ -133,10 +133,10 @@ func eventsConsumerConfig() jetstream.ConsumerConfig {
 
 func (b *Broker) modemConsumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       schema.JobsConsumer,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       b.cfg.AckWait,
-		MaxDeliver:    b.cfg.MaxDeliver,
+		Durable:    schema.JobsConsumer,
+		AckPolicy:  jetstream.AckExplicitPolicy,
+		AckWait:    b.cfg.AckWait,
+		MaxDeliver: b.cfg.MaxDeliver,
 		// Every modem sends one SMS at a time, so this bounds how many
 		// modems can send in parallel (SMS Server Tools drives up to 64).
 		MaxAckPending: maxModems,
