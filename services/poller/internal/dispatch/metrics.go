@@ -1,13 +1,16 @@
 package dispatch
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	claims       *prometheus.CounterVec
 	jobs         prometheus.Counter
 	reports      *prometheus.CounterVec
 	queued       prometheus.Gauge
-	modemReady   prometheus.Gauge
 	latency      prometheus.Histogram
 	refused      *prometheus.CounterVec
 	claimRefused *prometheus.CounterVec
@@ -28,9 +31,6 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sms_poller_jobs_queued", Help: "Jobs waiting in the stream for the modem.",
 		}),
-		modemReady: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "sms_poller_modem_ready", Help: "1 while a fresh modem heartbeat says ready.",
-		}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sms_poller_claim_to_report_seconds",
 			Help:    "Time from claim to a confirmed status update.",
@@ -49,7 +49,32 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.claims, m.jobs, m.reports, m.queued, m.modemReady, m.latency, m.refused, m.claimRefused, m.dead)
+		reg.MustRegister(m.claims, m.jobs, m.reports, m.queued, m.latency, m.refused, m.claimRefused, m.dead)
 	}
 	return m
+}
+
+var modemUpDesc = prometheus.NewDesc("sms_poller_modem_up",
+	"Every modem heard from in the last hour: 1 while its fresh heartbeat says ready. countries is its MODEM_COUNTRIES (empty: any); state is ready, not_ready, silent or conflict (two modems with one MODEM_ID).",
+	[]string{"modem", "countries", "state"}, nil)
+
+// modemStates are the values of sms_poller_modem_up's state label.
+const (
+	stateReady    = "ready"
+	stateNotReady = "not_ready"
+	stateSilent   = "silent"
+	stateConflict = "conflict"
+)
+
+// modemCollector exports one series per modem, so a modem that leaves
+// disappears from the metrics an hour later instead of staying at 0.
+type modemCollector struct{ d *Dispatcher }
+
+func (c modemCollector) Describe(ch chan<- *prometheus.Desc) { ch <- modemUpDesc }
+
+func (c modemCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range c.d.Modems() {
+		ch <- prometheus.MustNewConstMetric(modemUpDesc, prometheus.GaugeValue, boolGauge(m.Ready),
+			m.ID, strings.Join(m.Countries, ","), m.State)
+	}
 }
