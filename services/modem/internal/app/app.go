@@ -65,14 +65,19 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	modem := NewModem(cfg, log, hs)
 	l := newLink(cfg, log.Named("nats"), hs.Registry)
 	clk := clock.New(nil)
+	id := newIdentity(cfg.ModemID, log, hs.Registry)
 	// Ready means an SMS could be sent now: the modem can send, the broker
-	// that brings the jobs and takes the results is reachable, and there is
-	// a time every TTL can be checked against.
+	// that brings the jobs and takes the results is reachable, there is a
+	// time every TTL can be checked against, and no other modem uses our
+	// MODEM_ID.
 	ready := func() error {
 		if err := l.Ready(); err != nil {
 			return fmt.Errorf("broker: %w", err)
 		}
 		if err := modem.Ready(); err != nil {
+			return err
+		}
+		if err := id.Ready(); err != nil {
 			return err
 		}
 		return timeReady(clk)
@@ -140,14 +145,14 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	s := sender.New(sender.Config{
 		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
 		Clock: clk, Log: log.Named("sender"), Reg: hs.Registry,
-	}, js, modem, led)
+	}, js, gatedModem{modem, id}, led)
 
 	// Heartbeats stop with ctx, not with the modem: a "ready" beat sent
 	// after the "shutting down" one below would let the poller claim work
 	// for a modem that is going away.
 	hbDone := make(chan struct{})
 	timeSet := make(chan struct{}, 1)
-	go func() { defer close(hbDone); heartbeat(ctx, l, modem, clk, timeSet) }()
+	go func() { defer close(hbDone); heartbeat(ctx, l, modem, id, clk, timeSet) }()
 	redialDone := make(chan struct{})
 	go func() {
 		defer close(redialDone)
@@ -165,8 +170,9 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	<-bgDone
 	// Tell the poller at once so it stops claiming for us. Without a
 	// connection there is no one to tell (and a flush would only wait).
-	if nc := l.Conn(); nc != nil && nc.IsConnected() {
-		publishStatus(nc, schema.ModemStatus{V: schema.Version, Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(heartbeatEvery)})
+	if nc := l.Conn(); nc != nil && nc.IsConnected() && id.resolve("") != "" {
+		publishStatus(nc, schema.ModemStatus{V: schema.Version, ID: id.resolve(""), Instance: id.instance,
+			Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(heartbeatEvery)})
 		_ = nc.FlushTimeout(2 * time.Second)
 	}
 	return err
@@ -199,14 +205,15 @@ func redial(ctx context.Context, l *link, use func(jetstream.JetStream), log *za
 // every state change and broker (re)connect, and every heartbeatEvery
 // otherwise. While the broker is unreachable the beats are buffered by the
 // client and the poller's view of us expires on its own.
-func heartbeat(ctx context.Context, l *link, m *gsm.Modem, clk *clock.Clock, timeSet <-chan struct{}) {
+func heartbeat(ctx context.Context, l *link, m *gsm.Modem, id *identity, clk *clock.Clock, timeSet <-chan struct{}) {
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
 	for {
 		changed := m.Changed()
 		st := m.Status()
 		hb := schema.ModemStatus{
-			V: schema.Version, Ready: st.State == gsm.StateReady, Reason: string(st.State),
+			V: schema.Version, ID: id.resolve(st.IMEI), Instance: id.instance,
+			Ready: st.State == gsm.StateReady, Reason: string(st.State),
 			Operator: st.Operator, Signal: st.Signal, IMEI: st.IMEI, At: time.Now().UTC(),
 			ValidFor: schema.Duration(3 * heartbeatEvery),
 		}
@@ -217,7 +224,13 @@ func heartbeat(ctx context.Context, l *link, m *gsm.Modem, clk *clock.Clock, tim
 		if err := timeReady(clk); hb.Ready && err != nil {
 			hb.Ready, hb.Reason = false, err.Error()
 		}
-		if nc := l.Conn(); nc != nil {
+		if err := id.Ready(); hb.Ready && err != nil {
+			hb.Ready, hb.Reason = false, err.Error()
+		}
+		// Without an id (no MODEM_ID, IMEI not read yet) there is no
+		// subject to beat on; the modem cannot send yet anyway.
+		if nc := l.Conn(); nc != nil && hb.ID != "" {
+			id.watch(nc)
 			publishStatus(nc, hb)
 		}
 		select {
@@ -234,7 +247,7 @@ func heartbeat(ctx context.Context, l *link, m *gsm.Modem, clk *clock.Clock, tim
 func publishStatus(nc *nats.Conn, st schema.ModemStatus) {
 	b, err := json.Marshal(st)
 	if err == nil {
-		_ = nc.Publish(schema.StatusSubject, b)
+		_ = nc.Publish(schema.StatusSubjectFor(st.ID), b)
 	}
 }
 

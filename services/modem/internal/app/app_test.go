@@ -218,7 +218,7 @@ func TestRun(t *testing.T) {
 	// A channel subscription keeps the heartbeats in order, and once a
 	// Flush returns every heartbeat published before it is in the channel.
 	beats := make(chan *nats.Msg, 256)
-	sub, err := nc.ChanSubscribe(schema.StatusSubject, beats)
+	sub, err := nc.ChanSubscribe(schema.StatusFilter, beats)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestRun(t *testing.T) {
 			t.Fatal("no ready heartbeat")
 		}
 	}
-	if st := ready; st.IMEI != "490154203237518" || st.Signal != 23 || st.Operator != "SIM Sim" || st.ValidFor <= 0 {
+	if st := ready; st.ID != st.IMEI || ready.Instance == "" || st.IMEI != "490154203237518" || st.Signal != 23 || st.Operator != "SIM Sim" || st.ValidFor <= 0 {
 		t.Errorf("heartbeat %+v", st)
 	}
 
