@@ -43,6 +43,10 @@ const (
 	// are accepted only for jobs listed there, and a restart re-queues the
 	// claims that never got a result.
 	ClaimsBucket = "SMS_CLAIMS"
+	// AttemptsBucket holds, per SMS (tenant and id), the MODEM_ID of the
+	// modem that is about to hand it to its hardware: no other modem sends
+	// it after that.
+	AttemptsBucket = "SMS_ATTEMPTS"
 )
 
 // MaxMessageBytes bounds one job or result on the broker. A claim whose job
@@ -236,16 +240,21 @@ type ModemStatus struct {
 	V int `json:"v"`
 	// ID is the modem's MODEM_ID; Instance is random per process, so two
 	// processes beating with the same ID are told apart.
-	ID        string    `json:"id"`
-	Instance  string    `json:"instance,omitempty"`
-	Countries []string  `json:"countries,omitempty"` // empty: any country
-	Ready     bool      `json:"ready"`
-	Reason    string    `json:"reason,omitempty"`
-	Operator  string    `json:"operator,omitempty"`
-	Signal    int       `json:"signal,omitempty"` // CSQ rssi 0..31, 99 unknown
-	At        time.Time `json:"at"`
-	ValidFor  Duration  `json:"valid_for"` // the poller trusts it this long
-	IMEI      string    `json:"imei,omitempty"`
+	ID        string   `json:"id"`
+	Instance  string   `json:"instance,omitempty"`
+	Countries []string `json:"countries,omitempty"` // empty: any country
+	// Holding is the ack subject of the job the modem holds now, if any:
+	// when its heartbeat stops, the poller hands that job back (a Nak) so
+	// another modem takes it at once instead of after JOB_ACK_WAIT. The
+	// SMS_ATTEMPTS record tells the next modem whether it may send it.
+	Holding  string    `json:"holding,omitempty"`
+	Ready    bool      `json:"ready"`
+	Reason   string    `json:"reason,omitempty"`
+	Operator string    `json:"operator,omitempty"`
+	Signal   int       `json:"signal,omitempty"` // CSQ rssi 0..31, 99 unknown
+	At       time.Time `json:"at"`
+	ValidFor Duration  `json:"valid_for"` // the poller trusts it this long
+	IMEI     string    `json:"imei,omitempty"`
 }
 
 // Duration is a time.Duration that travels as a Go duration string.

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/sensorsreport/smsgw/services/modem/internal/attempts"
 	"github.com/sensorsreport/smsgw/services/modem/internal/device"
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
 	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
@@ -142,9 +143,10 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 		return err
 	}
 	defer stopReceive()
+	att := attempts.New(js, func() string { return id.resolve("") })
 	s := sender.New(sender.Config{
 		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
-		Clock: clk, Log: log.Named("sender"), Reg: hs.Registry,
+		Clock: clk, Attempts: att, Holding: id.hold, Log: log.Named("sender"), Reg: hs.Registry,
 	}, js, gatedModem{modem, id}, led)
 
 	// Heartbeats stop with ctx, not with the modem: a "ready" beat sent
@@ -156,7 +158,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	redialDone := make(chan struct{})
 	go func() {
 		defer close(redialDone)
-		redial(ctx, l, func(js jetstream.JetStream) { s.Use(js); pub.Use(js) }, log)
+		redial(ctx, l, func(js jetstream.JetStream) { s.Use(js); pub.Use(js); att.Use(js) }, log)
 	}()
 	bgDone := make(chan struct{}, 2)
 	go func() { syncClock(ctx, l, clk, timeSet, log.Named("clock")); bgDone <- struct{}{} }()
@@ -212,7 +214,7 @@ func heartbeat(ctx context.Context, l *link, m *gsm.Modem, id *identity, clk *cl
 		changed := m.Changed()
 		st := m.Status()
 		hb := schema.ModemStatus{
-			V: schema.Version, ID: id.resolve(st.IMEI), Instance: id.instance,
+			V: schema.Version, ID: id.resolve(st.IMEI), Instance: id.instance, Holding: id.holding(),
 			Ready: st.State == gsm.StateReady, Reason: string(st.State),
 			Operator: st.Operator, Signal: st.Signal, IMEI: st.IMEI, At: time.Now().UTC(),
 			ValidFor: schema.Duration(3 * heartbeatEvery),
@@ -240,6 +242,7 @@ func heartbeat(ctx context.Context, l *link, m *gsm.Modem, id *identity, clk *cl
 		case <-changed:
 		case <-l.reconnected:
 		case <-timeSet:
+		case <-id.took:
 		}
 	}
 }

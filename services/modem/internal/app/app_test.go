@@ -391,6 +391,9 @@ func startNATS(t *testing.T, password string) (*server.Server, *server.Options) 
 	}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: schema.AttemptsBucket, History: 1}); err != nil {
+		t.Fatal(err)
+	}
 	results, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: schema.ResultsStream, Subjects: []string{schema.ResultsFilter}, Retention: jetstream.WorkQueuePolicy,
 	})

@@ -28,7 +28,10 @@ type identity struct {
 	log      *zap.Logger
 	info     *prometheus.GaugeVec
 
+	took chan struct{} // a job was taken: beat at once, naming it
+
 	mu            sync.Mutex
+	held          string // ack subject of the job being handled
 	id            string
 	subConn       *nats.Conn
 	sub           *nats.Subscription
@@ -38,7 +41,7 @@ type identity struct {
 func newIdentity(modemID string, log *zap.Logger, reg prometheus.Registerer) *identity {
 	raw := make([]byte, 8)
 	_, _ = rand.Read(raw)
-	i := &identity{fixed: modemID, instance: hex.EncodeToString(raw), log: log,
+	i := &identity{fixed: modemID, instance: hex.EncodeToString(raw), log: log, took: make(chan struct{}, 1),
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sms_modem_info", Help: "1, labelled with the MODEM_ID (default the IMEI) this modem uses on the broker.",
 		}, []string{"modem_id"})}
@@ -67,6 +70,21 @@ func (i *identity) resolve(imei string) string {
 	}
 	return i.id
 }
+
+// hold is the sender's Holding hook: the job being handled now.
+func (i *identity) hold(ackSubject string) {
+	i.mu.Lock()
+	i.held = ackSubject
+	i.mu.Unlock()
+	if ackSubject != "" {
+		select {
+		case i.took <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (i *identity) holding() string { i.mu.Lock(); defer i.mu.Unlock(); return i.held }
 
 // watch listens to the id's heartbeat subject on nc (again after a re-dial
 // replaced the connection).

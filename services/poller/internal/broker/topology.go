@@ -75,6 +75,25 @@ func claimsBucketConfig() jetstream.KeyValueConfig {
 	}
 }
 
+// attemptsMaxBytes bounds the attempting records: each is a few dozen
+// bytes, so 16 MB hold a week of a busy gateway.
+const attemptsMaxBytes = 16 << 20
+
+func attemptsBucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      schema.AttemptsBucket,
+		Description: "which modem is handing each SMS to its hardware: no other modem sends it",
+		History:     1,
+		// Longer than any later claim of the SMS can come (the API's trust
+		// timeout, the modem's LEDGER_RETENTION).
+		TTL:          claimsTTL,
+		MaxValueSize: 64,
+		MaxBytes:     attemptsMaxBytes,
+		Storage:      jetstream.FileStorage,
+		Replicas:     1,
+	}
+}
+
 func deadStreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        schema.DeadStream,
@@ -179,6 +198,9 @@ func (b *Broker) ensureTopology(ctx context.Context) error {
 	}
 	if b.claims, err = b.js.CreateOrUpdateKeyValue(ctx, claimsBucketConfig()); err != nil {
 		return fmt.Errorf("create bucket %s: %w", schema.ClaimsBucket, err)
+	}
+	if _, err = b.js.CreateOrUpdateKeyValue(ctx, attemptsBucketConfig()); err != nil {
+		return fmt.Errorf("create bucket %s: %w", schema.AttemptsBucket, err)
 	}
 	for _, t := range []struct {
 		stream jetstream.Stream

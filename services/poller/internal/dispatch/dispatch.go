@@ -155,6 +155,7 @@ func (d *Dispatcher) Run(ctx context.Context, drain time.Duration) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { d.requeueStranded(ctx) })
 	wg.Go(func() { d.claimLoop(ctx) })
+	wg.Go(func() { d.releaseLoop(ctx) })
 	d.reportLoop(ctx, drain)
 	wg.Wait()
 	return nil
@@ -225,12 +226,66 @@ func (d *Dispatcher) onModemStatus(m *nats.Msg) {
 	}
 }
 
+// releaseLoop hands back the job a modem held when its heartbeat stopped
+// (SIGKILL, power cut, cable): a Nak on the job's ack subject redelivers it
+// to another modem now, not after JOB_ACK_WAIT. Whether that modem may
+// send it is for the SMS_ATTEMPTS record to say: a job the dead modem may
+// have handed to its hardware is reported Unknown, never sent twice.
+func (d *Dispatcher) releaseLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.releaseHeld()
+	}
+}
+
+// heldPrefix is what every ack subject of a modem's job starts with.
+const heldPrefix = "$JS.ACK." + schema.JobsStream + "." + schema.JobsConsumer + "."
+
+func (d *Dispatcher) releaseHeld() {
+	now := time.Now()
+	type held struct{ modem, subject string }
+	var todo []held
+	d.mu.Lock()
+	for id, v := range d.modems {
+		if h := v.st.Holding; h != "" && h != v.released && !v.freshAt(now) {
+			v.released = h
+			todo = append(todo, held{id, h})
+		}
+	}
+	d.mu.Unlock()
+	for _, h := range todo {
+		log := d.log.With(zap.String("modem", h.modem))
+		// The subject comes from a modem's heartbeat: only a job's ack
+		// subject is ever published to, never anything it names.
+		if !strings.HasPrefix(h.subject, heldPrefix) || strings.ContainsAny(h.subject, "*> \t\r\n") ||
+			strings.Count(h.subject, ".") != strings.Count(heldPrefix, ".")+4 {
+			d.m.released.WithLabelValues("refused").Inc()
+			log.Error("modem heartbeat names a held job that is no job's ack subject; ignored", zap.String("holding", h.subject))
+			continue
+		}
+		if err := d.q.Conn().Publish(h.subject, []byte("-NAK")); err != nil {
+			d.m.released.WithLabelValues("error").Inc()
+			log.Warn("could not hand back the silent modem's job; it returns after JOB_ACK_WAIT", zap.Error(err))
+			continue
+		}
+		d.m.released.WithLabelValues("nak").Inc()
+		log.Warn("modem went silent holding a job; handed it to the other modems")
+	}
+}
+
 // forgetAfter is how long a silent modem stays listed (check, metrics).
 const forgetAfter = time.Hour
 
 // modemView is the latest heartbeat of one modem.
 type modemView struct {
 	st            schema.ModemStatus
+	released      string    // the held job's ack subject this poller Nak'ed
 	seenAt        time.Time // local monotonic clock, never the beat's own time
 	conflictUntil time.Time // another process beat with the same MODEM_ID
 }
@@ -304,6 +359,7 @@ type ModemInfo struct {
 	State     string   // ready, not_ready, silent or conflict
 	Reason    string   // why not ready
 	Countries []string // empty: any
+	Holding   bool     // its heartbeat names a job it holds
 }
 
 // Modems lists every modem heard from in the last hour, by id.
@@ -314,7 +370,7 @@ func (d *Dispatcher) Modems() []ModemInfo {
 	out := make([]ModemInfo, 0, len(d.modems))
 	for id, v := range d.modems {
 		state, reason := v.state(now)
-		out = append(out, ModemInfo{ID: id, Ready: v.readyAt(now), State: state, Reason: reason, Countries: v.st.Countries})
+		out = append(out, ModemInfo{ID: id, Ready: v.readyAt(now), State: state, Reason: reason, Countries: v.st.Countries, Holding: v.st.Holding != ""})
 	}
 	slices.SortFunc(out, func(a, b ModemInfo) int { return strings.Compare(a.ID, b.ID) })
 	return out

@@ -53,6 +53,7 @@ type rig struct {
 type rigOpts struct {
 	maxQueued int
 	countries []string
+	ackWait   time.Duration // JOB_ACK_WAIT, default 5s
 	api       smsapi.Options
 	// wrap sits between the client and the stand-in, to play what the
 	// stand-in cannot (an overwritten PATCH, a malformed answer).
@@ -80,8 +81,11 @@ func newRigWith(t *testing.T, o rigOpts) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.ackWait == 0 {
+		o.ackWait = 5 * time.Second
+	}
 	b, err := broker.Start(context.Background(), broker.Config{
-		Listen: "127.0.0.1:-1", StoreDir: t.TempDir(), ModemUser: "modem", ModemPassword: "pw", AckWait: 5 * time.Second,
+		Listen: "127.0.0.1:-1", StoreDir: t.TempDir(), ModemUser: "modem", ModemPassword: "pw", AckWait: o.ackWait,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -133,11 +137,20 @@ func (r *rig) heartbeat(ready bool) {
 // beat publishes modem id's heartbeat (instance inst) every 20 ms, saying
 // what ready says, until ctx ends; countries are its MODEM_COUNTRIES.
 func (r *rig) beat(ctx context.Context, id, inst string, ready *atomic.Bool, countries ...string) {
+	r.beatWith(ctx, func() schema.ModemStatus {
+		return schema.ModemStatus{V: 1, ID: id, Instance: inst, Countries: countries, Ready: ready.Load()}
+	})
+}
+
+// beatWith publishes what st returns as a heartbeat every 20 ms, valid
+// for a second, until ctx ends.
+func (r *rig) beatWith(ctx context.Context, st func() schema.ModemStatus) {
 	go func() {
 		for {
-			b, _ := json.Marshal(schema.ModemStatus{V: 1, ID: id, Instance: inst, Countries: countries,
-				Ready: ready.Load(), At: time.Now(), ValidFor: schema.Duration(time.Second)})
-			_ = r.modem.Publish(schema.StatusSubjectFor(id), b)
+			hb := st()
+			hb.At, hb.ValidFor = time.Now(), schema.Duration(time.Second)
+			b, _ := json.Marshal(hb)
+			_ = r.modem.Publish(schema.StatusSubjectFor(hb.ID), b)
 			select {
 			case <-ctx.Done():
 				return

@@ -15,6 +15,7 @@ type metrics struct {
 	refused      *prometheus.CounterVec
 	claimRefused *prometheus.CounterVec
 	dead         prometheus.Counter
+	released     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -44,12 +45,16 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Name: "sms_poller_claims_refused_total",
 			Help: "Claimed SMS not sent because the API's answer was unusable (invalid, no_tenant, too_long).",
 		}, []string{"reason"}),
+		released: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sms_poller_held_jobs_released_total",
+			Help: "Jobs held by a modem whose heartbeat stopped, handed back to the others (nak), not (error), or refused because the heartbeat named no job's ack subject.",
+		}, []string{"outcome"}),
 		dead: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sms_poller_dead_letters_total", Help: "Results given up into the dead-letter stream SMS_DEAD.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.claims, m.jobs, m.reports, m.queued, m.latency, m.refused, m.claimRefused, m.dead)
+		reg.MustRegister(m.claims, m.jobs, m.reports, m.queued, m.latency, m.refused, m.claimRefused, m.dead, m.released)
 	}
 	return m
 }

@@ -2,17 +2,43 @@ package dispatch_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/sensorsreport/smsgw/services/devstack/smsapi"
 	"github.com/sensorsreport/smsgw/services/poller/internal/dispatch"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
+
+func heldBy(r *rig, id string) bool { return r.modemInfo(id).Holding }
+
+// released reads sms_poller_held_jobs_released_total{outcome}.
+func released(r *rig, outcome string) float64 {
+	r.t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "sms_poller_held_jobs_released_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
 
 func yes() *atomic.Bool { var b atomic.Bool; b.Store(true); return &b }
 
@@ -142,5 +168,66 @@ func TestHeartbeatMustMatchItsSubject(t *testing.T) {
 		if m.ID != "m2" {
 			t.Fatalf("modem listed from a mismatched heartbeat: %+v", m)
 		}
+	}
+}
+
+// A modem that dies holding a job (its heartbeat names the job's ack
+// subject, then stops) has the job handed to another modem at once, long
+// before JOB_ACK_WAIT.
+func TestSilentModemsJobGoesToAnother(t *testing.T) {
+	r := newRigWith(t, rigOpts{maxQueued: 2, ackWait: time.Minute})
+	id := r.seedCC("RO", "+40722000111")
+	var holding atomic.Value
+	holding.Store("")
+	ctxA, killA := context.WithCancel(t.Context())
+	r.beatWith(ctxA, func() schema.ModemStatus {
+		return schema.ModemStatus{V: 1, ID: "pi-a", Instance: "a", Ready: true, Holding: holding.Load().(string)}
+	})
+	msg, job := r.pull()
+	if job.SmsID != id {
+		t.Fatalf("job %+v", job)
+	}
+	holding.Store(msg.Reply())
+	r.eventually("pi-a's heartbeat names the job", func() bool { return heldBy(r, "pi-a") })
+	killA() // SIGKILL: no result, no ack, no more heartbeats
+
+	// Well before the minute of JOB_ACK_WAIT, the job comes back.
+	cons, err := r.mjs.Consumer(context.Background(), schema.JobsStream, schema.JobsConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := cons.Next(jetstream.FetchMaxWait(20 * time.Second))
+	if err != nil {
+		t.Fatalf("the silent modem's job never came back: %v", err)
+	}
+	if md, _ := again.Metadata(); md == nil || md.NumDelivered != 2 || string(again.Data()) != string(msg.Data()) {
+		t.Fatalf("redelivery %+v of %s", md, again.Data())
+	}
+	if got := released(r, "nak"); got != 1 {
+		t.Fatalf("released nak = %v, want 1", got)
+	}
+	r.finish(again, job, schema.StatusSent)
+	r.wait("Sent upstream", func(v *smsapi.View) bool { return status(v, id) == schema.StatusSent })
+}
+
+// A heartbeat naming anything but a job's ack subject is never published
+// to: the poller's connection may publish everywhere.
+func TestHeldSubjectFromAHeartbeatIsChecked(t *testing.T) {
+	r := newRig(t, 2)
+	for i, bad := range []string{"sms.jobs.RO", "$JS.ACK.SMS_JOBS.modem.>", "$JS.ACK.SMS_RESULTS.poller.1.1.1.1.0", "$JS.ACK.SMS_JOBS.modem.1.1.1.1.0.x"} {
+		ctx, stop := context.WithCancel(t.Context())
+		id := fmt.Sprintf("evil%d", i)
+		r.beatWith(ctx, func() schema.ModemStatus {
+			return schema.ModemStatus{V: 1, ID: id, Instance: "x", Ready: true, Holding: bad}
+		})
+		r.eventually(id+" heard", func() bool { return heldBy(r, id) })
+		stop()
+	}
+	r.eventually("every bad subject refused", func() bool { return released(r, "refused") == 4 })
+	if n := r.stored(schema.JobsStream); n != 0 {
+		t.Fatalf("%d messages in the jobs stream; the poller published a modem's subject", n)
+	}
+	if got := released(r, "nak"); got != 0 {
+		t.Fatalf("released nak = %v, want 0", got)
 	}
 }
