@@ -144,6 +144,14 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	}
 	defer stopReceive()
 	att := attempts.New(js, func() string { return id.resolve("") })
+	// A job taken is named in a heartbeat at once, and the broker has it
+	// before the job is touched: if this process dies now, the poller
+	// knows which job to hand to another modem.
+	id.onTake = func() {
+		if nc := beat(l, modem, id, clk); nc != nil {
+			_ = nc.FlushTimeout(time.Second)
+		}
+	}
 	s := sender.New(sender.Config{
 		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
 		Clock: clk, Attempts: att, Holding: id.hold, Log: log.Named("sender"), Reg: hs.Registry,
@@ -212,29 +220,7 @@ func heartbeat(ctx context.Context, l *link, m *gsm.Modem, id *identity, clk *cl
 	defer t.Stop()
 	for {
 		changed := m.Changed()
-		st := m.Status()
-		hb := schema.ModemStatus{
-			V: schema.Version, ID: id.resolve(st.IMEI), Instance: id.instance, Holding: id.holding(),
-			Ready: st.State == gsm.StateReady, Reason: string(st.State),
-			Operator: st.Operator, Signal: st.Signal, IMEI: st.IMEI, At: time.Now().UTC(),
-			ValidFor: schema.Duration(3 * heartbeatEvery),
-		}
-		if st.Reason != "" {
-			hb.Reason += ": " + st.Reason
-		}
-		// A modem that cannot check a TTL takes no job: no claims for it.
-		if err := timeReady(clk); hb.Ready && err != nil {
-			hb.Ready, hb.Reason = false, err.Error()
-		}
-		if err := id.Ready(); hb.Ready && err != nil {
-			hb.Ready, hb.Reason = false, err.Error()
-		}
-		// Without an id (no MODEM_ID, IMEI not read yet) there is no
-		// subject to beat on; the modem cannot send yet anyway.
-		if nc := l.Conn(); nc != nil && hb.ID != "" {
-			id.watch(nc)
-			publishStatus(nc, hb)
-		}
+		beat(l, m, id, clk)
 		select {
 		case <-ctx.Done():
 			return
@@ -242,9 +228,38 @@ func heartbeat(ctx context.Context, l *link, m *gsm.Modem, id *identity, clk *cl
 		case <-changed:
 		case <-l.reconnected:
 		case <-timeSet:
-		case <-id.took:
 		}
 	}
+}
+
+// beat publishes the modem's status now. Without an id (no MODEM_ID, IMEI
+// not read yet) there is no subject to beat on; the modem cannot send yet
+// anyway.
+func beat(l *link, m *gsm.Modem, id *identity, clk *clock.Clock) *nats.Conn {
+	st := m.Status()
+	hb := schema.ModemStatus{
+		V: schema.Version, ID: id.resolve(st.IMEI), Instance: id.instance, Holding: id.holding(),
+		Ready: st.State == gsm.StateReady, Reason: string(st.State),
+		Operator: st.Operator, Signal: st.Signal, IMEI: st.IMEI, At: time.Now().UTC(),
+		ValidFor: schema.Duration(3 * heartbeatEvery),
+	}
+	if st.Reason != "" {
+		hb.Reason += ": " + st.Reason
+	}
+	// A modem that cannot check a TTL takes no job: no claims for it.
+	if err := timeReady(clk); hb.Ready && err != nil {
+		hb.Ready, hb.Reason = false, err.Error()
+	}
+	if err := id.Ready(); hb.Ready && err != nil {
+		hb.Ready, hb.Reason = false, err.Error()
+	}
+	nc := l.Conn()
+	if nc == nil || hb.ID == "" {
+		return nil
+	}
+	id.watch(nc)
+	publishStatus(nc, hb)
+	return nc
 }
 
 func publishStatus(nc *nats.Conn, st schema.ModemStatus) {

@@ -28,7 +28,7 @@ type identity struct {
 	log      *zap.Logger
 	info     *prometheus.GaugeVec
 
-	took chan struct{} // a job was taken: beat at once, naming it
+	onTake func() // a job was taken: beat at once, naming it
 
 	mu            sync.Mutex
 	held          string // ack subject of the job being handled
@@ -41,7 +41,7 @@ type identity struct {
 func newIdentity(modemID string, log *zap.Logger, reg prometheus.Registerer) *identity {
 	raw := make([]byte, 8)
 	_, _ = rand.Read(raw)
-	i := &identity{fixed: modemID, instance: hex.EncodeToString(raw), log: log, took: make(chan struct{}, 1),
+	i := &identity{fixed: modemID, instance: hex.EncodeToString(raw), log: log,
 		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sms_modem_info", Help: "1, labelled with the MODEM_ID (default the IMEI) this modem uses on the broker.",
 		}, []string{"modem_id"})}
@@ -76,11 +76,8 @@ func (i *identity) hold(ackSubject string) {
 	i.mu.Lock()
 	i.held = ackSubject
 	i.mu.Unlock()
-	if ackSubject != "" {
-		select {
-		case i.took <- struct{}{}:
-		default:
-		}
+	if ackSubject != "" && i.onTake != nil {
+		i.onTake()
 	}
 }
 

@@ -87,7 +87,7 @@ func attemptsBucketConfig() jetstream.KeyValueConfig {
 		// Longer than any later claim of the SMS can come (the API's trust
 		// timeout, the modem's LEDGER_RETENTION).
 		TTL:          claimsTTL,
-		MaxValueSize: 64,
+		MaxValueSize: 1 << 10, // a MODEM_ID; the limit counts the headers of a Create too
 		MaxBytes:     attemptsMaxBytes,
 		Storage:      jetstream.FileStorage,
 		Replicas:     1,

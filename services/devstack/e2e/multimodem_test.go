@@ -1,0 +1,138 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/sensorsreport/smsgw/services/devstack/harness"
+	"github.com/sensorsreport/smsgw/services/devstack/modemsim"
+	"github.com/sensorsreport/smsgw/services/devstack/smsapi"
+	"github.com/sensorsreport/smsgw/shared/schema"
+)
+
+// partLatency is each simulated modem's network time per SMS part: long
+// enough that the modems, not the poller, bound the throughput.
+const partLatency = 300 * time.Millisecond
+
+// threeModems starts the stack's modem and two more (m2, m3), all with
+// partLatency per part.
+func threeModems(t *testing.T, o harness.Options) (*harness.Stack, map[string]*modemsim.Sim) {
+	t.Helper()
+	o.Sim.PartLatency = partLatency
+	st := start(t, o)
+	sims := map[string]*modemsim.Sim{"m1": st.Sim}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, id := range []string{"m2", "m3"} {
+		m, err := st.AddModem(ctx, id, modemsim.Config{PartLatency: partLatency})
+		if err != nil {
+			t.Fatalf("modem %s: %v", id, err)
+		}
+		sims[id] = m.Sim
+	}
+	return st, sims
+}
+
+// seedLoad queues n single-part SMS with distinct texts.
+func seedLoad(st *harness.Stack, n int, prefix string) (ids []string, text map[string]string) {
+	text = map[string]string{}
+	for i := range n {
+		msg := fmt.Sprintf("%s %03d", prefix, i)
+		id := st.Seed(smsapi.SMS{PhoneNumber: "+40722000111", Message: msg, Tenant: "tenant-a", CountryCode: ptr("RO")})
+		ids = append(ids, id)
+		text[id] = msg
+	}
+	return ids, text
+}
+
+// received counts every text each simulator received, over all of them.
+func received(sims map[string]*modemsim.Sim) (perModem map[string]int, times map[string]int) {
+	perModem, times = map[string]int{}, map[string]int{}
+	for id, sim := range sims {
+		for _, m := range sim.Received() {
+			perModem[id]++
+			times[m.Text]++
+		}
+	}
+	return perModem, times
+}
+
+// Three modems on one poller share 90 SMS: each sends a fair share, every
+// SMS exactly once. (make bench measures the speed-up; a share near a
+// third each is what makes the run about three times faster.)
+func TestThreeModemsShareTheLoad(t *testing.T) {
+	st, sims := threeModems(t, harness.Options{})
+	began := time.Now()
+	ids, text := seedLoad(st, 90, "share")
+	waitFinal(t, st, ids, 3*time.Minute)
+	t.Logf("90 SMS on 3 modems in %s", time.Since(began).Round(time.Millisecond))
+
+	perModem, times := received(sims)
+	for _, id := range ids {
+		m, _ := st.API.Get(id)
+		if m.Status != schema.StatusSent {
+			t.Errorf("%s is %v, want Sent", id, m.Status)
+		}
+		if n := times[text[id]]; n != 1 {
+			t.Errorf("%q received %d times, want once", text[id], n)
+		}
+	}
+	for id, n := range perModem {
+		// A fair share of 30 each; the poller queues MAX_QUEUED_JOBS per
+		// ready modem, so none can run far ahead of the others.
+		if n < 20 || n > 40 {
+			t.Errorf("modem %s sent %d of 90, want a fair share (20..40): %v", id, n, perModem)
+		}
+	}
+	if len(perModem) != 3 {
+		t.Errorf("modems that sent: %v, want all three", perModem)
+	}
+}
+
+// One of three modems is SIGKILLed mid-run and not restarted. Every SMS
+// still ends final, none reaches a phone twice, at most one (the one it
+// may have been sending) is Unknown, and the job it held comes back long
+// before JOB_ACK_WAIT (two minutes here): the poller hands it back when
+// the heartbeat stops.
+func TestKilledModemFailsOverWithoutDuplicates(t *testing.T) {
+	st, sims := threeModems(t, harness.Options{AckWait: 2 * time.Minute})
+	ids, text := seedLoad(st, 60, "failover")
+	var victim *harness.ExtraModem
+	for _, m := range st.Modems {
+		if m.ID == "m2" {
+			victim = m
+		}
+	}
+	deadline := time.Now().Add(time.Minute)
+	for len(victim.Sim.Received()) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("m2 never got going")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := victim.Proc.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitFinal(t, st, ids, 100*time.Second) // < JOB_ACK_WAIT
+
+	_, times := received(sims)
+	unknown := 0
+	for _, id := range ids {
+		m, _ := st.API.Get(id)
+		n := times[text[id]]
+		switch {
+		case m.Status == schema.StatusSent && n == 1:
+		case m.Status == schema.StatusUnknown && n <= 1:
+			unknown++
+		default:
+			t.Errorf("%s is %v and reached the phone %d times", id, m.Status, n)
+		}
+	}
+	if unknown > 1 {
+		t.Errorf("%d SMS Unknown, want at most one", unknown)
+	}
+}
