@@ -247,14 +247,26 @@ type ModemStatus struct {
 	// when its heartbeat stops, the poller hands that job back (a Nak) so
 	// another modem takes it at once instead of after JOB_ACK_WAIT. The
 	// SMS_ATTEMPTS record tells the next modem whether it may send it.
-	Holding  string    `json:"holding,omitempty"`
-	Ready    bool      `json:"ready"`
-	Reason   string    `json:"reason,omitempty"`
-	Operator string    `json:"operator,omitempty"`
-	Signal   int       `json:"signal,omitempty"` // CSQ rssi 0..31, 99 unknown
-	At       time.Time `json:"at"`
-	ValidFor Duration  `json:"valid_for"` // the poller trusts it this long
-	IMEI     string    `json:"imei,omitempty"`
+	Holding string `json:"holding,omitempty"`
+	// RateLimit is the use of each MODEM_RATE_LIMIT window; Limited says a
+	// window is full, so the modem takes no job (and is not Ready).
+	RateLimit []RateWindow `json:"rate_limit,omitempty"`
+	Limited   bool         `json:"limited,omitempty"`
+	Ready     bool         `json:"ready"`
+	Reason    string       `json:"reason,omitempty"`
+	Operator  string       `json:"operator,omitempty"`
+	Signal    int          `json:"signal,omitempty"` // CSQ rssi 0..31, 99 unknown
+	At        time.Time    `json:"at"`
+	ValidFor  Duration     `json:"valid_for"` // the poller trusts it this long
+	IMEI      string       `json:"imei,omitempty"`
+}
+
+// RateWindow is one MODEM_RATE_LIMIT window's use: Used of Max parts in
+// the last Window (e.g. "6/m").
+type RateWindow struct {
+	Window string `json:"window"`
+	Used   int    `json:"used"`
+	Max    int    `json:"max"`
 }
 
 // Duration is a time.Duration that travels as a Go duration string.

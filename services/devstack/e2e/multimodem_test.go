@@ -5,6 +5,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,4 +138,77 @@ func TestKilledModemFailsOverWithoutDuplicates(t *testing.T) {
 	if unknown > 1 {
 		t.Errorf("%d SMS Unknown, want at most one", unknown)
 	}
+}
+
+// A modem with MODEM_RATE_LIMIT=3/m never sends more than three parts in
+// any 60 seconds, the other two carry the rest, and the poller shows it
+// limited with no headroom.
+func TestRateLimitedModemKeepsItsLimit(t *testing.T) {
+	o := harness.Options{}
+	o.Sim.PartLatency = partLatency
+	st := start(t, o)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sims := map[string]*modemsim.Sim{"m1": st.Sim}
+	for _, add := range []struct{ id, limit string }{{"slow", "3/m"}, {"m3", ""}} {
+		m, err := st.AddModem(ctx, add.id, modemsim.Config{PartLatency: partLatency}, "MODEM_RATE_LIMIT="+add.limit)
+		if err != nil {
+			t.Fatalf("modem %s: %v", add.id, err)
+		}
+		sims[add.id] = m.Sim
+	}
+	ids, text := seedLoad(st, 40, "limited")
+	waitFinal(t, st, ids, 2*time.Minute)
+
+	perModem, times := received(sims)
+	for _, id := range ids {
+		if m, _ := st.API.Get(id); m.Status != schema.StatusSent || times[text[id]] != 1 {
+			t.Errorf("%s is %v, received %d times", id, m.Status, times[text[id]])
+		}
+	}
+	slow := sims["slow"].Received()
+	if len(slow) == 0 {
+		t.Errorf("the limited modem sent nothing: %v", perModem)
+	}
+	for i := range slow {
+		n := 0
+		for _, m := range slow[i:] {
+			if m.At.Sub(slow[i].At) < time.Minute {
+				n++
+			}
+		}
+		if n > 3 {
+			t.Fatalf("the 3/m modem sent %d parts within a minute from %v", n, slow[i].At)
+		}
+	}
+	if perModem["m1"]+perModem["m3"] < 40-3 {
+		t.Errorf("the unlimited modems carried %d, want the rest: %v", perModem["m1"]+perModem["m3"], perModem)
+	}
+	// The poller sees it limited with no headroom left in its window.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		body := pollerMetrics(t, st)
+		if strings.Contains(body, `sms_poller_modem_up{countries="",modem="slow",state="limited"} 0`) &&
+			strings.Contains(body, `sms_poller_modem_rate_headroom{modem="slow",window="3/m"} 0`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the poller never showed the limited modem:\n%s", grepLines(body, "modem"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func pollerMetrics(t *testing.T, st *harness.Stack) string {
+	t.Helper()
+	resp, err := http.Get("http://" + st.PollerHTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/sensorsreport/smsgw/services/modem/internal/device"
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
 	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
+	"github.com/sensorsreport/smsgw/services/modem/internal/ratelimit"
 	"github.com/sensorsreport/smsgw/services/modem/internal/sender"
 	"github.com/sensorsreport/smsgw/shared/clock"
 	"github.com/sensorsreport/smsgw/shared/config"
@@ -67,10 +68,25 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	l := newLink(cfg, log.Named("nats"), hs.Registry)
 	clk := clock.New(nil)
 	id := newIdentity(cfg.ModemID, log, hs.Registry)
+	windows, err := ratelimit.Parse(cfg.RateLimit)
+	if err != nil {
+		return config.Invalid("MODEM_RATE_LIMIT", cfg.RateLimit, err.Error())
+	}
+	lim, err := ratelimit.Open(cfg.DataDir, windows)
+	if err != nil {
+		return err
+	}
+	limNow := func() time.Time {
+		if t, _, err := clk.Now(); err == nil {
+			return t
+		}
+		return time.Now()
+	}
+	gate := gatedModem{Modem: modem, id: id, lim: lim, now: limNow, log: log.Named("ratelimit")}
 	// Ready means an SMS could be sent now: the modem can send, the broker
 	// that brings the jobs and takes the results is reachable, there is a
-	// time every TTL can be checked against, and no other modem uses our
-	// MODEM_ID.
+	// time every TTL can be checked against, no other modem uses our
+	// MODEM_ID, and MODEM_RATE_LIMIT leaves room for a part.
 	ready := func() error {
 		if err := l.Ready(); err != nil {
 			return fmt.Errorf("broker: %w", err)
@@ -81,7 +97,10 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 		if err := id.Ready(); err != nil {
 			return err
 		}
-		return timeReady(clk)
+		if err := timeReady(clk); err != nil {
+			return err
+		}
+		return gate.limitErr()
 	}
 	hs.SetReady(ready)
 	hs.SetLive(func() error {
@@ -148,21 +167,21 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	// before the job is touched: if this process dies now, the poller
 	// knows which job to hand to another modem.
 	id.onTake = func() {
-		if nc := beat(l, modem, id, clk); nc != nil {
+		if nc := beat(l, gate, clk); nc != nil {
 			_ = nc.FlushTimeout(time.Second)
 		}
 	}
 	s := sender.New(sender.Config{
 		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
 		Clock: clk, Attempts: att, Holding: id.hold, Log: log.Named("sender"), Reg: hs.Registry,
-	}, js, gatedModem{modem, id}, led)
+	}, js, gate, led)
 
 	// Heartbeats stop with ctx, not with the modem: a "ready" beat sent
 	// after the "shutting down" one below would let the poller claim work
 	// for a modem that is going away.
 	hbDone := make(chan struct{})
 	timeSet := make(chan struct{}, 1)
-	go func() { defer close(hbDone); heartbeat(ctx, l, modem, id, clk, timeSet) }()
+	go func() { defer close(hbDone); heartbeat(ctx, l, gate, clk, timeSet) }()
 	redialDone := make(chan struct{})
 	go func() {
 		defer close(redialDone)
@@ -215,12 +234,12 @@ func redial(ctx context.Context, l *link, use func(jetstream.JetStream), log *za
 // every state change and broker (re)connect, and every heartbeatEvery
 // otherwise. While the broker is unreachable the beats are buffered by the
 // client and the poller's view of us expires on its own.
-func heartbeat(ctx context.Context, l *link, m *gsm.Modem, id *identity, clk *clock.Clock, timeSet <-chan struct{}) {
+func heartbeat(ctx context.Context, l *link, g gatedModem, clk *clock.Clock, timeSet <-chan struct{}) {
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
 	for {
-		changed := m.Changed()
-		beat(l, m, id, clk)
+		changed := g.Changed()
+		beat(l, g, clk)
 		select {
 		case <-ctx.Done():
 			return
@@ -235,8 +254,9 @@ func heartbeat(ctx context.Context, l *link, m *gsm.Modem, id *identity, clk *cl
 // beat publishes the modem's status now. Without an id (no MODEM_ID, IMEI
 // not read yet) there is no subject to beat on; the modem cannot send yet
 // anyway.
-func beat(l *link, m *gsm.Modem, id *identity, clk *clock.Clock) *nats.Conn {
-	st := m.Status()
+func beat(l *link, g gatedModem, clk *clock.Clock) *nats.Conn {
+	id := g.id
+	st := g.Status()
 	hb := schema.ModemStatus{
 		V: schema.Version, ID: id.resolve(st.IMEI), Instance: id.instance, Holding: id.holding(),
 		Ready: st.State == gsm.StateReady, Reason: string(st.State),
@@ -252,6 +272,13 @@ func beat(l *link, m *gsm.Modem, id *identity, clk *clock.Clock) *nats.Conn {
 	}
 	if err := id.Ready(); hb.Ready && err != nil {
 		hb.Ready, hb.Reason = false, err.Error()
+	}
+	hb.RateLimit = g.lim.States(g.now())
+	if err := g.limitErr(); err != nil {
+		hb.Limited = true
+		if hb.Ready {
+			hb.Ready, hb.Reason = false, err.Error()
+		}
 	}
 	nc := l.Conn()
 	if nc == nil || hb.ID == "" {

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
+	"github.com/sensorsreport/smsgw/services/modem/internal/ratelimit"
 	"github.com/sensorsreport/smsgw/shared/backoff"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -131,10 +132,22 @@ func (i *identity) Ready() error {
 }
 
 // gatedModem is the modem as the sender sees it: ready only while the
-// modem is and no other process shares its MODEM_ID.
+// modem is, no other process shares its MODEM_ID and MODEM_RATE_LIMIT
+// leaves room for a part; every part submitted is counted first.
 type gatedModem struct {
 	*gsm.Modem
-	id *identity
+	id  *identity
+	lim *ratelimit.Limiter
+	now func() time.Time // the trusted time, else the local clock
+	log *zap.Logger
+}
+
+// limitErr says until when MODEM_RATE_LIMIT allows no part, or nil.
+func (g gatedModem) limitErr() error {
+	if limited, until := g.lim.Limited(g.now()); limited {
+		return fmt.Errorf("MODEM_RATE_LIMIT reached: next part at %s", until.UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 func (g gatedModem) WaitReady(ctx context.Context) error {
@@ -142,11 +155,31 @@ func (g gatedModem) WaitReady(ctx context.Context) error {
 		if err := g.Modem.WaitReady(ctx); err != nil {
 			return err
 		}
+		wait := time.Second
 		if g.id.Ready() == nil {
-			return nil
+			limited, until := g.lim.Limited(g.now())
+			if !limited {
+				return nil
+			}
+			wait = min(max(until.Sub(g.now()), 10*time.Millisecond), time.Minute)
 		}
-		if !backoff.Sleep(ctx, time.Second) {
+		if !backoff.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
 	}
+}
+
+// Submit counts the part against MODEM_RATE_LIMIT before it leaves. A full
+// window is gsm.ErrNotReady: nothing was written, and the sender waits in
+// WaitReady until the window has room.
+func (g gatedModem) Submit(ctx context.Context, tpduLen int, hexPDU string) (int, error) {
+	ok, err := g.lim.Take(g.now())
+	if err != nil {
+		// Counted in memory all the same; only a restart could forget it.
+		g.log.Error("rate limit log not written", zap.Error(err))
+	}
+	if !ok {
+		return 0, gsm.ErrNotReady
+	}
+	return g.Modem.Submit(ctx, tpduLen, hexPDU)
 }

@@ -290,6 +290,9 @@ func (c *checker) modem(ctx context.Context) {
 // modemUpLine matches one sms_poller_modem_up series (labels sorted).
 var modemUpLine = regexp.MustCompile(`^sms_poller_modem_up\{countries="([^"]*)",modem="([^"]*)",state="([^"]*)"\} (\S+)`)
 
+// headroomLine matches one sms_poller_modem_rate_headroom series.
+var headroomLine = regexp.MustCompile(`^sms_poller_modem_rate_headroom\{modem="([^"]*)",window="([^"]*)"\} (\S+)`)
+
 // probeAddr turns a listen address into one to dial.
 func probeAddr(listen string) string {
 	host, port, err := net.SplitHostPort(listen)
@@ -319,7 +322,8 @@ func modemReady(ctx context.Context, addr string) (bool, []string, error) {
 	}
 	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
-	var modems []string
+	var ids []string
+	desc, headroom := map[string]string{}, map[string][]string{}
 	ready, found := false, false
 	for sc.Scan() {
 		if m := modemUpLine.FindStringSubmatch(sc.Text()); m != nil {
@@ -327,7 +331,11 @@ func modemReady(ctx context.Context, addr string) (bool, []string, error) {
 			if countries == "" {
 				countries = "any country"
 			}
-			modems = append(modems, fmt.Sprintf("%s %s (%s)", m[2], m[3], countries))
+			ids = append(ids, m[2])
+			desc[m[2]] = fmt.Sprintf("%s %s (%s", m[2], m[3], countries)
+		}
+		if m := headroomLine.FindStringSubmatch(sc.Text()); m != nil {
+			headroom[m[1]] = append(headroom[m[1]], fmt.Sprintf("%s left of %s", m[3], m[2]))
 		}
 		if v, ok := strings.CutPrefix(sc.Text(), "sms_poller_modem_ready "); ok {
 			ready, found = strings.TrimSpace(v) == "1", true
@@ -335,6 +343,14 @@ func modemReady(ctx context.Context, addr string) (bool, []string, error) {
 	}
 	if !found {
 		return false, nil, errors.New("GET /metrics: no sms_poller_modem_ready (not an sms-poller?)")
+	}
+	modems := make([]string, 0, len(ids))
+	for _, id := range ids {
+		d := desc[id]
+		if h := headroom[id]; len(h) > 0 {
+			d += "; rate limit " + strings.Join(h, ", ")
+		}
+		modems = append(modems, d+")")
 	}
 	return ready, modems, nil
 }

@@ -312,6 +312,8 @@ func (v *modemView) state(now time.Time) (string, string) {
 		return stateSilent, fmt.Sprintf("no heartbeat for %s", now.Sub(v.seenAt).Round(time.Second))
 	case v.st.Ready:
 		return stateReady, ""
+	case v.st.Limited:
+		return stateLimited, v.st.Reason
 	}
 	return stateNotReady, v.st.Reason
 }
@@ -356,10 +358,11 @@ func (d *Dispatcher) readyFor(countries []string) (int, []string) {
 type ModemInfo struct {
 	ID        string
 	Ready     bool
-	State     string   // ready, not_ready, silent or conflict
+	State     string   // ready, not_ready, limited, silent or conflict
 	Reason    string   // why not ready
 	Countries []string // empty: any
 	Holding   bool     // its heartbeat names a job it holds
+	RateLimit []schema.RateWindow
 }
 
 // Modems lists every modem heard from in the last hour, by id.
@@ -370,7 +373,7 @@ func (d *Dispatcher) Modems() []ModemInfo {
 	out := make([]ModemInfo, 0, len(d.modems))
 	for id, v := range d.modems {
 		state, reason := v.state(now)
-		out = append(out, ModemInfo{ID: id, Ready: v.readyAt(now), State: state, Reason: reason, Countries: v.st.Countries, Holding: v.st.Holding != ""})
+		out = append(out, ModemInfo{ID: id, Ready: v.readyAt(now), State: state, Reason: reason, Countries: v.st.Countries, Holding: v.st.Holding != "", RateLimit: v.st.RateLimit})
 	}
 	slices.SortFunc(out, func(a, b ModemInfo) int { return strings.Compare(a.ID, b.ID) })
 	return out

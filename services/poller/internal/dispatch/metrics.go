@@ -60,26 +60,37 @@ func newMetrics(reg prometheus.Registerer) metrics {
 }
 
 var modemUpDesc = prometheus.NewDesc("sms_poller_modem_up",
-	"Every modem heard from in the last hour: 1 while its fresh heartbeat says ready. countries is its MODEM_COUNTRIES (empty: any); state is ready, not_ready, silent or conflict (two modems with one MODEM_ID).",
+	"Every modem heard from in the last hour: 1 while its fresh heartbeat says ready. countries is its MODEM_COUNTRIES (empty: any); state is ready, not_ready, limited (MODEM_RATE_LIMIT reached), silent or conflict (two modems with one MODEM_ID).",
 	[]string{"modem", "countries", "state"}, nil)
 
 // modemStates are the values of sms_poller_modem_up's state label.
 const (
 	stateReady    = "ready"
 	stateNotReady = "not_ready"
+	stateLimited  = "limited" // MODEM_RATE_LIMIT reached
 	stateSilent   = "silent"
 	stateConflict = "conflict"
 )
+
+var modemHeadroomDesc = prometheus.NewDesc("sms_poller_modem_rate_headroom",
+	"SMS parts a modem may still send in each MODEM_RATE_LIMIT window (e.g. window=\"6/m\"), as of its last heartbeat.",
+	[]string{"modem", "window"}, nil)
 
 // modemCollector exports one series per modem, so a modem that leaves
 // disappears from the metrics an hour later instead of staying at 0.
 type modemCollector struct{ d *Dispatcher }
 
-func (c modemCollector) Describe(ch chan<- *prometheus.Desc) { ch <- modemUpDesc }
+func (c modemCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- modemUpDesc
+	ch <- modemHeadroomDesc
+}
 
 func (c modemCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range c.d.Modems() {
 		ch <- prometheus.MustNewConstMetric(modemUpDesc, prometheus.GaugeValue, boolGauge(m.Ready),
 			m.ID, strings.Join(m.Countries, ","), m.State)
+		for _, w := range m.RateLimit {
+			ch <- prometheus.MustNewConstMetric(modemHeadroomDesc, prometheus.GaugeValue, float64(max(w.Max-w.Used, 0)), m.ID, w.Window)
+		}
 	}
 }

@@ -87,7 +87,7 @@ func TestQueueDepthFollowsTheReadyModems(t *testing.T) {
 	r.wait("four claims for two modems", func(v *smsapi.View) bool { return entrustedCount(v, ids) == 4 })
 	r.eventually("four jobs queued", func() bool { n, _ := r.b.JobsPending(context.Background()); return n == 4 })
 	if err := testutil.CollectAndCompare(r.reg, strings.NewReader(`
-# HELP sms_poller_modem_up Every modem heard from in the last hour: 1 while its fresh heartbeat says ready. countries is its MODEM_COUNTRIES (empty: any); state is ready, not_ready, silent or conflict (two modems with one MODEM_ID).
+# HELP sms_poller_modem_up Every modem heard from in the last hour: 1 while its fresh heartbeat says ready. countries is its MODEM_COUNTRIES (empty: any); state is ready, not_ready, limited (MODEM_RATE_LIMIT reached), silent or conflict (two modems with one MODEM_ID).
 # TYPE sms_poller_modem_up gauge
 sms_poller_modem_up{countries="",modem="m1",state="ready"} 1
 sms_poller_modem_up{countries="",modem="m2",state="ready"} 1
