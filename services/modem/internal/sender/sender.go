@@ -72,8 +72,8 @@ type Config struct {
 	// and "" once it is finished or handed back: the heartbeat carries it,
 	// so the poller can hand the job to another modem when this one dies.
 	Holding func(ackSubject string)
-	Log      *zap.Logger
-	Reg      prometheus.Registerer
+	Log     *zap.Logger
+	Reg     prometheus.Registerer
 }
 
 // Sender pulls jobs and sends them.
