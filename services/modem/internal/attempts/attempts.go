@@ -89,3 +89,26 @@ func (s *Store) Begin(ctx context.Context, tenant, smsID string) error {
 	}
 	return nil
 }
+
+// Abandon deletes this modem's record of the SMS (nothing was sent), so
+// another modem may send it; another modem's record is left alone.
+func (s *Store) Abandon(ctx context.Context, tenant, smsID string) error {
+	kv, err := s.bucket(ctx)
+	if err != nil {
+		return err
+	}
+	key := Key(tenant, smsID)
+	e, err := kv.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("read attempt: %w", err)
+	case string(e.Value()) != s.id():
+		return nil
+	}
+	if err := kv.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil {
+		return fmt.Errorf("withdraw attempt: %w", err)
+	}
+	return nil
+}

@@ -1,10 +1,15 @@
 package sender_test
 
 import (
+	"context"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
 
 	"github.com/sensorsreport/smsgw/services/modem/internal/attempts"
 	"github.com/sensorsreport/smsgw/shared/schema"
@@ -125,5 +130,55 @@ func (e *env) waitRedelivered(n uint64) {
 			e.t.Fatalf("delivered %d times, want %d", ci.Delivered.Consumer, n)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// readyOnce is ready when the sender first asks (so it takes the job) and
+// never again (so the job waits before its first part).
+type readyOnce struct {
+	*gsm.Modem
+	asked atomic.Int32
+}
+
+func (m *readyOnce) WaitReady(ctx context.Context) error {
+	if m.asked.Add(1) == 1 {
+		return m.Modem.WaitReady(ctx)
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A job handed back at shutdown before anything reached the hardware has
+// its attempt record withdrawn: the next modem sends it.
+func TestHandedBackJobWithdrawsItsAttempt(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	kv := e.attemptsBucket()
+	cfg := defaultConfig()
+	cfg.Attempts = attempts.New(e.js, func() string { return "pi-a" })
+	stop := e.startWith(cfg, &readyOnce{Modem: e.modem})
+	j := newJob(to, "handed back")
+	e.publish(j)
+	deadline := time.Now().Add(wait)
+	for {
+		if _, err := kv.Get(ctxT(t), attempts.Key(j.Tenant, j.SmsID)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("attempt never recorded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	if _, err := kv.Get(ctxT(t), attempts.Key(j.Tenant, j.SmsID)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("attempt record after the hand-back: %v; want it withdrawn", err)
+	}
+	// Another modem now sends it.
+	cfg.Attempts = attempts.New(e.js, func() string { return "pi-b" })
+	e.start(cfg)
+	if r := e.nextResult(); r.Status != schema.StatusSent || r.SmsID != j.SmsID {
+		t.Fatalf("result %+v; want Sent by the next modem", r)
+	}
+	if got := e.sim.Received(); len(got) != 1 {
+		t.Fatalf("received %d, want 1", len(got))
 	}
 }

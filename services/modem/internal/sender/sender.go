@@ -49,6 +49,9 @@ type Attempts interface {
 	// wrapping attempts.ErrElsewhere when another modem may have sent it,
 	// or another error when that cannot be known now.
 	Begin(ctx context.Context, tenant, smsID string) error
+	// Abandon withdraws this modem's record of an SMS it handed back
+	// before anything reached its hardware, so another modem may send it.
+	Abandon(ctx context.Context, tenant, smsID string) error
 }
 
 // Config tunes the sender.
@@ -436,6 +439,14 @@ func (s *Sender) expired(job schema.Job) bool {
 func (s *Sender) abandon(job schema.Job, msg jetstream.Msg, log *zap.Logger) (schema.Result, bool) {
 	if err := s.ledger.Forget(job.Tenant, job.SmsID); err != nil {
 		log.Error("ledger forget failed", zap.Error(err))
+	}
+	if s.cfg.Attempts != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.cfg.Attempts.Abandon(ctx, job.Tenant, job.SmsID); err != nil {
+			// The next modem reports it Unknown instead of sending it.
+			log.Warn("attempt record not withdrawn", zap.Error(err))
+		}
+		cancel()
 	}
 	_ = msg.Nak()
 	log.Info("job handed back unsent")
