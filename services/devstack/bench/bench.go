@@ -241,6 +241,14 @@ func (rep *Report) fill(res results, bin string) error {
 		rep.add(sec, b+" binary size", mb(fi.Size()), "MB", nil)
 	}
 
+	sec = "6 Disk"
+	perSMS := func(b int64) float64 { return float64(b) / float64(ov.n) / 1e3 }
+	rep.add(sec, "written to storage per SMS, sms-poller", perSMS(ov.cpu.pollerWrites), "KB", nil)
+	rep.add(sec, "written to storage per SMS, sms-modem", perSMS(ov.cpu.modemWrites), "KB", nil)
+	rep.add(sec, "written to storage per SMS, both", perSMS(ov.cpu.pollerWrites+ov.cpu.modemWrites), "KB", &Target{"<=", 16})
+	rep.add(sec, fmt.Sprintf("ledger on disk after %d SMS", ov.n), float64(ov.ledger)/1e3, "KB", nil)
+	rep.add(sec, fmt.Sprintf("broker store on disk after %d SMS", ov.n), mb(ov.store), "MB", nil)
+
 	sec = "5 vs gammu-smsd"
 	rep.add(sec, fmt.Sprintf("ours, %d SMS, 0 s/part", res.ours0.n), res.ours0.throughput, "SMS/s", nil)
 	if g := res.gammu0; g != nil {
@@ -265,6 +273,7 @@ func (rep *Report) fill(res results, bin string) error {
 	rep.note("2 and the gammu comparison are measured at the simulator for both sides: SMS (and time inside AT+CMGS) over first AT+CMGS → last answer; our 1 s/part figure is run 2")
 	rep.note("our end-to-end (first claim → last PATCH) for the same batches: %s SMS/s at 0 s/part, %s SMS/s at 1 s/part",
 		FormatValue(res.ours0.endToEnd), FormatValue(res.util.endToEnd))
+	rep.note("6: write_bytes from /proc/<pid>/io over run 1 (every write fsync'd: the broker's file store, the claim records, the ledger journal); sizes are allocated blocks (du); KB are 10³ bytes")
 	rep.note("3 seeds each SMS at a random point of the poller's %s sleep, on a stack of its own, while runs 2 and 5 go on", pollInterval)
 	rep.note("4: peak RSS is VmHWM at the end of run 1; the idle window (%s) follows run 1 on the same stack; RSS beyond the anonymous part is mostly the executable's own pages; MB are 10⁶ bytes", res.idle.window)
 	if res.idle.quiet {

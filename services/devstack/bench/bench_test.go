@@ -330,10 +330,30 @@ func TestParseStatCPU(t *testing.T) {
 	}
 }
 
+func TestParseIOWrites(t *testing.T) {
+	io := "rchar: 123\nwchar: 456\nsyscr: 7\nsyscw: 8\nread_bytes: 4096\nwrite_bytes: 53248\ncancelled_write_bytes: 0\n"
+	if n, err := ParseIOWrites([]byte(io)); err != nil || n != 53248 {
+		t.Fatalf("ParseIOWrites = %d, %v", n, err)
+	}
+	for name, text := range map[string]string{
+		"missing":  "rchar: 1\n",
+		"bad":      "write_bytes: lots\n",
+		"negative": "write_bytes: -5\n",
+		"empty":    "",
+	} {
+		if _, err := ParseIOWrites([]byte(text)); !errors.Is(err, ErrProcFormat) {
+			t.Errorf("%s: err = %v, want ErrProcFormat", name, err)
+		}
+	}
+}
+
 // The parsers must read the real files of this kernel, not only fixtures.
 func TestProcSelf(t *testing.T) {
 	m, err := MemOf(os.Getpid())
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WritesOf(os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
 	if m.RSS <= 0 || m.Peak < m.RSS || m.Anon <= 0 || m.Anon > m.RSS {

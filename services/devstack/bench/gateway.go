@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/sensorsreport/smsgw/services/devstack/harness"
@@ -110,15 +112,20 @@ func waitSent(ctx context.Context, st *harness.Stack, ids []string, timeout time
 }
 
 // usage is the CPU time of the services and of the bench process, which
-// hosts the API stand-in and the simulator.
-type usage struct{ poller, modem, self time.Duration }
+// hosts the API stand-in and the simulator, and the bytes each service
+// wrote to storage.
+type usage struct {
+	poller, modem, self       time.Duration
+	pollerWrites, modemWrites int64
+}
 
 func usageOf(st *harness.Stack) (usage, error) {
 	var u usage
 	for _, x := range []struct {
-		pid int
-		dst *time.Duration
-	}{{st.Poller.Pid(), &u.poller}, {st.Modem.Pid(), &u.modem}, {os.Getpid(), &u.self}} {
+		pid    int
+		dst    *time.Duration
+		writes *int64
+	}{{st.Poller.Pid(), &u.poller, &u.pollerWrites}, {st.Modem.Pid(), &u.modem, &u.modemWrites}, {os.Getpid(), &u.self, nil}} {
 		if x.pid == 0 {
 			return u, errors.New("a service is not running")
 		}
@@ -127,12 +134,39 @@ func usageOf(st *harness.Stack) (usage, error) {
 			return u, err
 		}
 		*x.dst = d
+		if x.writes != nil {
+			if *x.writes, err = WritesOf(x.pid); err != nil {
+				return u, err
+			}
+		}
 	}
 	return u, nil
 }
 
 func (u usage) sub(v usage) usage {
-	return usage{u.poller - v.poller, u.modem - v.modem, u.self - v.self}
+	return usage{u.poller - v.poller, u.modem - v.modem, u.self - v.self, u.pollerWrites - v.pollerWrites, u.modemWrites - v.modemWrites}
+}
+
+// dirSize adds up the allocated size of the files under dir (du, not ls:
+// a preallocated journal counts in full).
+func dirSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			n += st.Blocks * 512
+		} else {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n, err
 }
 
 // memOf reads both services' memory.
@@ -152,6 +186,7 @@ type overheadResult struct {
 	cpu                 usage
 	wall                time.Duration
 	pollerMem, modemMem Mem
+	ledger, store       int64 // bytes on disk after the run: the modem's ledger, the broker's store
 }
 
 // overhead runs n SMS through a modem that answers at once, so what is
@@ -185,6 +220,12 @@ func measureOverhead(ctx context.Context, st *harness.Stack, ids []string) (over
 	}
 	res.cpu = u1.sub(u0)
 	if res.pollerMem, res.modemMem, err = memOf(st); err != nil {
+		return res, err
+	}
+	if res.ledger, err = dirSize(filepath.Join(st.Dir(), "modem", "ledger")); err != nil {
+		return res, err
+	}
+	if res.store, err = dirSize(filepath.Join(st.Dir(), "jetstream")); err != nil {
 		return res, err
 	}
 	first, last, each, err := Span(ls)

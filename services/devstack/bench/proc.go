@@ -111,5 +111,32 @@ func CPUOf(pid int) (time.Duration, error) {
 	return ParseStatCPU(b)
 }
 
+// ParseIOWrites returns write_bytes from the text of /proc/<pid>/io: the
+// bytes the process caused to be sent to storage (its fsyncs and its share
+// of writeback), not what it handed to write(2).
+func ParseIOWrites(b []byte) (int64, error) {
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		v, ok := bytes.CutPrefix(line, []byte("write_bytes:"))
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%w: write_bytes line %q", ErrProcFormat, line)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("%w: no write_bytes in io", ErrProcFormat)
+}
+
+// WritesOf reads the bytes a live process has written to storage so far.
+func WritesOf(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read io of %d: %w", pid, err)
+	}
+	return ParseIOWrites(b)
+}
+
 // mb converts bytes to megabytes (10⁶), the strict reading of the targets.
 func mb(n int64) float64 { return float64(n) / 1e6 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -89,12 +90,13 @@ func TestFatalBrokerErrorEndsThePoller(t *testing.T) {
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 				t.Fatalf("exit: %v, want exit status 1\n%s", err, stderr.String())
 			}
-			// The last line on stderr is the plain reason (the JSON log
-			// lines come before it).
+			// The last line on stderr is the reason: the ERROR log line
+			// that ends the process.
 			lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-			last := lines[len(lines)-1]
-			if !strings.HasPrefix(last, "sms-poller: ") || !strings.Contains(last, tc.want) {
-				t.Errorf("last stderr line %q, want sms-poller: ... %s", last, tc.want)
+			var last struct{ Level, Msg, Error string }
+			if err := json.Unmarshal([]byte(lines[len(lines)-1]), &last); err != nil ||
+				last.Level != "error" || last.Msg != "sms-poller failed" || !strings.Contains(last.Error, tc.want) {
+				t.Errorf("last stderr line %q, want the ERROR line \"sms-poller failed\" saying %s", lines[len(lines)-1], tc.want)
 			}
 		})
 	}

@@ -303,6 +303,9 @@ func (s *Stack) AddModem(ctx context.Context, id string, sim modemsim.Config, en
 	return m, waitHTTP(ctx, m.HTTP, "/readyz", m.Proc)
 }
 
+// Dir is the stack's working directory: stores, ledger and logs.
+func (s *Stack) Dir() string { return s.opts.Dir }
+
 // WaitModemReady waits until the modem's /readyz answers 200.
 func (s *Stack) WaitModemReady(ctx context.Context) error {
 	return waitHTTP(ctx, s.ModemHTTP, "/readyz", s.Modem)

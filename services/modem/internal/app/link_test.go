@@ -150,6 +150,9 @@ func TestWrongBrokerPasswordIsNotReadyAndHealsItself(t *testing.T) {
 	// would close it for good after the second refusal.
 	before := p.metrics[authFailures]
 	setPassword(t, ns, opts, "old-password")
+	// The broker drops the connection a moment after the reload; from
+	// then on the modem must never look ready while refused.
+	until("the connection dropped", wait, nil, func(p probe) bool { return p.metrics["sms_modem_broker_connected"] == 0 })
 	until("three more refusals", wait, neverReady, func(p probe) bool { return p.metrics[authFailures] >= before+3 })
 	setPassword(t, ns, opts, "new-password")
 	p = until("ready again", wait, nil, func(p probe) bool { return p.readyCode == http.StatusOK })

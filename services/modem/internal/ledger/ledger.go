@@ -132,11 +132,13 @@ func (l *Ledger) load() error {
 	l.size = int64(len(data))
 	off := 0
 	for off+headerLen <= len(data) {
-		n := int(binary.LittleEndian.Uint32(data[off:]))
+		// Bounded as uint32 first: on a 32-bit Pi int(0xFFFFFFFF) is -1.
+		n32 := binary.LittleEndian.Uint32(data[off:])
 		sum := binary.LittleEndian.Uint32(data[off+4:])
-		if n == 0 || n > maxRecord || off+headerLen+n > len(data) {
+		if n32 == 0 || n32 > maxRecord || off+headerLen+int(n32) > len(data) {
 			break
 		}
+		n := int(n32)
 		payload := data[off+headerLen : off+headerLen+n]
 		if crc32.Checksum(payload, crcTable) != sum {
 			break

@@ -137,7 +137,10 @@ func run(ctx context.Context, cfg Config, log *zap.Logger, started func(*broker.
 	if err != nil {
 		stopRun(err)
 		wg.Wait()
-		return err
+		if ctx.Err() != nil {
+			return nil // stopped while binding
+		}
+		return context.Cause(runCtx) // the broker's reason if it failed first
 	}
 	if cfg.WebhookURL == "" {
 		log.Info("no INCOMING_WEBHOOK_URL: incoming SMS and delivery reports are kept in the broker and logged")
@@ -147,10 +150,10 @@ func run(ctx context.Context, cfg Config, log *zap.Logger, started func(*broker.
 	err = d.Run(runCtx, drainTimeout)
 	wg.Wait()
 	log.Info("poller stopped claiming; shutting the broker down")
-	if err != nil {
-		return err
+	if f := fatal(); f != nil {
+		return f // the broker's own reason beats what it broke downstream
 	}
-	return fatal()
+	return err
 }
 
 // registerProvider registers once, retrying until the API answers: the

@@ -91,8 +91,14 @@ func New(ctx context.Context, cfg Config, js jetstream.JetStream) (*Forwarder, e
 func (f *Forwarder) Run(ctx context.Context) error {
 	wait := backoff.New(f.cfg.MinBackoff, f.cfg.MaxBackoff)
 	for ctx.Err() == nil {
-		batch, err := f.cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		// The pull ends with ctx: SIGTERM must not wait out an idle fetch.
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		batch, err := f.cons.Fetch(1, jetstream.FetchContext(fctx))
 		if err != nil {
+			cancel()
+			if ctx.Err() != nil {
+				break
+			}
 			f.log.Warn("fetching events failed", zap.Error(err))
 			if !wait.Wait(ctx) {
 				break
@@ -102,7 +108,8 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		for msg := range batch.Messages() {
 			f.handle(ctx, msg, wait)
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, jetstream.ErrNoMessages) {
+		cancel()
+		if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrNoMessages) {
 			f.log.Debug("fetch ended", zap.Error(err))
 		}
 	}
