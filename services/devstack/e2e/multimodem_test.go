@@ -110,17 +110,22 @@ func TestKilledModemFailsOverWithoutDuplicates(t *testing.T) {
 			victim = m
 		}
 	}
+	// Killed while it holds a job (sms_modem_job_in_progress 1), after it
+	// sent a few.
 	deadline := time.Now().Add(time.Minute)
-	for len(victim.Sim.Received()) < 3 {
+	for len(victim.Sim.Received()) < 3 || !strings.Contains(httpGet(t, victim.HTTP+"/metrics"), "\nsms_modem_job_in_progress 1\n") {
 		if time.Now().After(deadline) {
 			t.Fatal("m2 never got going")
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 	if err := victim.Proc.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	waitFinal(t, st, ids, 100*time.Second) // < JOB_ACK_WAIT
+	if body := httpGet(t, st.PollerHTTP+"/metrics"); !strings.Contains(body, `sms_poller_held_jobs_released_total{outcome="nak"} 1`) {
+		t.Errorf("the poller did not hand back the killed modem's job:\n%s", grepLines(body, "held_jobs"))
+	}
 
 	_, times := received(sims)
 	unknown := 0
@@ -201,7 +206,13 @@ func TestRateLimitedModemKeepsItsLimit(t *testing.T) {
 
 func pollerMetrics(t *testing.T, st *harness.Stack) string {
 	t.Helper()
-	resp, err := http.Get("http://" + st.PollerHTTP + "/metrics")
+	return httpGet(t, st.PollerHTTP+"/metrics")
+}
+
+// httpGet returns the body at http://addrPath.
+func httpGet(t *testing.T, addrPath string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addrPath)
 	if err != nil {
 		t.Fatal(err)
 	}
