@@ -15,8 +15,10 @@ import (
 )
 
 // deliverySweep is how often final delivery events a broker outage left
-// unpublished are retried.
-const deliverySweep = 10 * time.Second
+// unpublished are retried. Each sweep reads every part record kept (up to
+// 72 h of them), so it runs rarely: every 10 s it cost an idle modem that
+// had sent 1,000 SMS about 0.4 s of CPU a minute.
+const deliverySweep = 2 * time.Minute
 
 // startReceive wires the receive path (MODEM_RECEIVE), delivery reports
 // (MODEM_DELIVERY_REPORTS) and the canary (CANARY_INTERVAL) before the modem runs: the inbox becomes the

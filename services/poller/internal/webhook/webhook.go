@@ -91,8 +91,9 @@ func New(ctx context.Context, cfg Config, js jetstream.JetStream) (*Forwarder, e
 func (f *Forwarder) Run(ctx context.Context) error {
 	wait := backoff.New(f.cfg.MinBackoff, f.cfg.MaxBackoff)
 	for ctx.Err() == nil {
-		// The pull ends with ctx: SIGTERM must not wait out an idle fetch.
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// An event ends the pull at once and so does ctx (SIGTERM must
+		// not wait out an idle fetch); a long pull keeps an idle Pi quiet.
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		batch, err := f.cons.Fetch(1, jetstream.FetchContext(fctx))
 		if err != nil {
 			cancel()
