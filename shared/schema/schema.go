@@ -26,9 +26,11 @@ const (
 	ResultsSubject  = "sms.results" // results are published on sms.results.<outcome>
 	ResultsFilter   = "sms.results.>"
 	ResultsConsumer = "poller"
-	// StatusSubject carries the modem's heartbeat (core NATS, not stored):
-	// the poller claims work only while a fresh heartbeat says ready.
+	// StatusSubject prefixes each modem's heartbeat (core NATS, not
+	// stored), published on sms.modem.status.<MODEM_ID>: the poller claims
+	// work only while a fresh heartbeat of some modem says ready.
 	StatusSubject = "sms.modem.status"
+	StatusFilter  = StatusSubject + ".*"
 	// ClockSubject answers requests for the poller's trusted time (a
 	// ClockReading), the modem's reference for every TTL decision.
 	ClockSubject = "sms.clock"
@@ -41,6 +43,10 @@ const (
 	// are accepted only for jobs listed there, and a restart re-queues the
 	// claims that never got a result.
 	ClaimsBucket = "SMS_CLAIMS"
+	// AttemptsBucket holds, per SMS (tenant and id), the MODEM_ID of the
+	// modem that is about to hand it to its hardware: no other modem sends
+	// it after that.
+	AttemptsBucket = "SMS_ATTEMPTS"
 )
 
 // MaxMessageBytes bounds one job or result on the broker. A claim whose job
@@ -208,19 +214,59 @@ func JobSubject(cc string) string {
 
 func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }
 
+// StatusSubjectFor is the subject modem id beats on.
+func StatusSubjectFor(id string) string { return StatusSubject + "." + id }
+
+// ValidModemID reports whether id can name a modem on the broker: one
+// subject token of letters, digits, '-' and '_', at most 32 long.
+func ValidModemID(id string) bool {
+	if id == "" || len(id) > 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(isUpper(c) || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // MsgID is the dedup id for publishing this result.
 func (r Result) MsgID() string { return "result." + r.JobID }
 
-// ModemStatus is the modem's heartbeat.
+// ModemStatus is one modem's heartbeat.
 type ModemStatus struct {
-	V        int       `json:"v"`
-	Ready    bool      `json:"ready"`
-	Reason   string    `json:"reason,omitempty"`
-	Operator string    `json:"operator,omitempty"`
-	Signal   int       `json:"signal,omitempty"` // CSQ rssi 0..31, 99 unknown
-	At       time.Time `json:"at"`
-	ValidFor Duration  `json:"valid_for"` // the poller trusts it this long
-	IMEI     string    `json:"imei,omitempty"`
+	V int `json:"v"`
+	// ID is the modem's MODEM_ID; Instance is random per process, so two
+	// processes beating with the same ID are told apart.
+	ID        string   `json:"id"`
+	Instance  string   `json:"instance,omitempty"`
+	Countries []string `json:"countries,omitempty"` // empty: any country
+	// Holding is the ack subject of the job the modem holds now, if any:
+	// when its heartbeat stops, the poller hands that job back (a Nak) so
+	// another modem takes it at once instead of after JOB_ACK_WAIT. The
+	// SMS_ATTEMPTS record tells the next modem whether it may send it.
+	Holding string `json:"holding,omitempty"`
+	// RateLimit is the use of each MODEM_RATE_LIMIT window; Limited says a
+	// window is full, so the modem takes no job (and is not Ready).
+	RateLimit []RateWindow `json:"rate_limit,omitempty"`
+	Limited   bool         `json:"limited,omitempty"`
+	Ready     bool         `json:"ready"`
+	Reason    string       `json:"reason,omitempty"`
+	Operator  string       `json:"operator,omitempty"`
+	Signal    int          `json:"signal,omitempty"` // CSQ rssi 0..31, 99 unknown
+	At        time.Time    `json:"at"`
+	ValidFor  Duration     `json:"valid_for"` // the poller trusts it this long
+	IMEI      string       `json:"imei,omitempty"`
+}
+
+// RateWindow is one MODEM_RATE_LIMIT window's use: Used of Max parts in
+// the last Window (e.g. "6/m").
+type RateWindow struct {
+	Window string `json:"window"`
+	Used   int    `json:"used"`
+	Max    int    `json:"max"`
 }
 
 // Duration is a time.Duration that travels as a Go duration string.

@@ -82,7 +82,11 @@ type Stack struct {
 	NATSURL   string
 	ModemLink string // the pty symlink the modem opens
 
+	// Modems are the modems added with AddModem, beside Modem.
+	Modems []*ExtraModem
+
 	opts    Options
+	menv    []string // the modem environment every modem shares
 	srv     *http.Server
 	cancel  context.CancelFunc
 	closers []io.Closer
@@ -241,7 +245,62 @@ func (s *Stack) buildProcs() error {
 	)
 	s.Poller = newProc("sms-poller", filepath.Join(o.Bin, "sms-poller"), append(penv, o.PollerEnv...), pOut)
 	s.Modem = newProc("sms-modem", filepath.Join(o.Bin, "sms-modem"), append(menv, o.ModemEnv...), mOut)
+	s.menv = common
 	return nil
+}
+
+// ExtraModem is one more sms-modem on its own simulated modem, sharing the
+// poller's broker and the modem user.
+type ExtraModem struct {
+	ID   string // its MODEM_ID
+	Sim  *modemsim.Sim
+	Proc *Proc
+	HTTP string // its /readyz and /metrics
+}
+
+// AddModem starts another sms-modem named id (MODEM_ID) on its own
+// simulator, with its own data directory and log (modem-<id>.log), and
+// waits until it is ready. env adds KEY=VALUE settings (MODEM_COUNTRIES,
+// MODEM_RATE_LIMIT, ...).
+func (s *Stack) AddModem(ctx context.Context, id string, sim modemsim.Config, env ...string) (*ExtraModem, error) {
+	o := s.opts
+	m := &ExtraModem{ID: id, Sim: modemsim.New(sim)}
+	s.closers = append(s.closers, m.Sim)
+	link := filepath.Join(o.Dir, "ttyMODEM-"+id)
+	if _, err := m.Sim.ServePTY(link); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	m.HTTP = "127.0.0.1:" + strconv.Itoa(port)
+	var out io.Writer = o.Logs
+	if out == nil {
+		f, err := os.OpenFile(filepath.Join(o.Dir, "modem-"+id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, f)
+		out = f
+	}
+	env = append(append(append([]string{}, s.menv...),
+		"MODEM_ID="+id,
+		"MODEM_DEVICE="+link,
+		"MODEM_PIN="+sim.PIN,
+		"MODEM_TIMEOUT=5s",
+		"MODEM_SEND_TIMEOUT=30s",
+		"MODEM_KEEPALIVE=5s",
+		"NATS_URL="+s.NATSURL,
+		"MODEM_DATA_DIR="+filepath.Join(o.Dir, "modem-"+id),
+		"HTTP_ADDR="+m.HTTP,
+	), env...)
+	m.Proc = newProc("sms-modem-"+id, filepath.Join(o.Bin, "sms-modem"), env, out)
+	if err := m.Proc.Start(); err != nil {
+		return nil, err
+	}
+	s.Modems = append(s.Modems, m)
+	return m, waitHTTP(ctx, m.HTTP, "/readyz", m.Proc)
 }
 
 // Dir is the stack's working directory: stores, ledger and logs.
@@ -314,7 +373,11 @@ func (s *Stack) Pending(ids []string) []string {
 
 // Close stops everything. Services get SIGTERM first.
 func (s *Stack) Close() {
-	for _, p := range []*Proc{s.Modem, s.Poller} {
+	procs := []*Proc{s.Modem}
+	for _, m := range s.Modems {
+		procs = append(procs, m.Proc)
+	}
+	for _, p := range append(procs, s.Poller) {
 		if p != nil {
 			_ = p.Stop()
 		}

@@ -20,9 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/sensorsreport/smsgw/services/modem/internal/attempts"
 	"github.com/sensorsreport/smsgw/services/modem/internal/device"
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
 	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
+	"github.com/sensorsreport/smsgw/services/modem/internal/ratelimit"
 	"github.com/sensorsreport/smsgw/services/modem/internal/sender"
 	"github.com/sensorsreport/smsgw/shared/clock"
 	"github.com/sensorsreport/smsgw/shared/config"
@@ -65,9 +67,26 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	modem := NewModem(cfg, log, hs)
 	l := newLink(cfg, log.Named("nats"), hs.Registry)
 	clk := clock.New(nil)
+	id := newIdentity(cfg.ModemID, log, hs.Registry)
+	windows, err := ratelimit.Parse(cfg.RateLimit)
+	if err != nil {
+		return config.Invalid("MODEM_RATE_LIMIT", cfg.RateLimit, err.Error())
+	}
+	lim, err := ratelimit.Open(cfg.DataDir, windows)
+	if err != nil {
+		return err
+	}
+	limNow := func() time.Time {
+		if t, _, err := clk.Now(); err == nil {
+			return t
+		}
+		return time.Now()
+	}
+	gate := gatedModem{Modem: modem, id: id, lim: lim, now: limNow, log: log.Named("ratelimit")}
 	// Ready means an SMS could be sent now: the modem can send, the broker
-	// that brings the jobs and takes the results is reachable, and there is
-	// a time every TTL can be checked against.
+	// that brings the jobs and takes the results is reachable, there is a
+	// time every TTL can be checked against, no other modem uses our
+	// MODEM_ID, and MODEM_RATE_LIMIT leaves room for a part.
 	ready := func() error {
 		if err := l.Ready(); err != nil {
 			return fmt.Errorf("broker: %w", err)
@@ -75,7 +94,13 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 		if err := modem.Ready(); err != nil {
 			return err
 		}
-		return timeReady(clk)
+		if err := id.Ready(); err != nil {
+			return err
+		}
+		if err := timeReady(clk); err != nil {
+			return err
+		}
+		return gate.limitErr()
 	}
 	hs.SetReady(ready)
 	hs.SetLive(func() error {
@@ -137,21 +162,30 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 		return err
 	}
 	defer stopReceive()
+	att := attempts.New(js, func() string { return id.resolve("") })
+	// A job taken is named in a heartbeat at once, and the broker has it
+	// before the job is touched: if this process dies now, the poller
+	// knows which job to hand to another modem.
+	id.onTake = func() {
+		if nc := beat(l, gate, clk); nc != nil {
+			_ = nc.FlushTimeout(time.Second)
+		}
+	}
 	s := sender.New(sender.Config{
 		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
-		Clock: clk, Log: log.Named("sender"), Reg: hs.Registry,
-	}, js, modem, led)
+		Clock: clk, Attempts: att, Holding: id.hold, Log: log.Named("sender"), Reg: hs.Registry,
+	}, js, gate, led)
 
 	// Heartbeats stop with ctx, not with the modem: a "ready" beat sent
 	// after the "shutting down" one below would let the poller claim work
 	// for a modem that is going away.
 	hbDone := make(chan struct{})
 	timeSet := make(chan struct{}, 1)
-	go func() { defer close(hbDone); heartbeat(ctx, l, modem, clk, timeSet) }()
+	go func() { defer close(hbDone); heartbeat(ctx, l, gate, clk, timeSet) }()
 	redialDone := make(chan struct{})
 	go func() {
 		defer close(redialDone)
-		redial(ctx, l, func(js jetstream.JetStream) { s.Use(js); pub.Use(js) }, log)
+		redial(ctx, l, func(js jetstream.JetStream) { s.Use(js); pub.Use(js); att.Use(js) }, log)
 	}()
 	bgDone := make(chan struct{}, 2)
 	go func() { syncClock(ctx, l, clk, timeSet, log.Named("clock")); bgDone <- struct{}{} }()
@@ -165,8 +199,9 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	<-bgDone
 	// Tell the poller at once so it stops claiming for us. Without a
 	// connection there is no one to tell (and a flush would only wait).
-	if nc := l.Conn(); nc != nil && nc.IsConnected() {
-		publishStatus(nc, schema.ModemStatus{V: schema.Version, Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(heartbeatEvery)})
+	if nc := l.Conn(); nc != nil && nc.IsConnected() && id.resolve("") != "" {
+		publishStatus(nc, schema.ModemStatus{V: schema.Version, ID: id.resolve(""), Instance: id.instance,
+			Ready: false, Reason: "shutting down", At: time.Now(), ValidFor: schema.Duration(heartbeatEvery)})
 		_ = nc.FlushTimeout(2 * time.Second)
 	}
 	return err
@@ -199,27 +234,12 @@ func redial(ctx context.Context, l *link, use func(jetstream.JetStream), log *za
 // every state change and broker (re)connect, and every heartbeatEvery
 // otherwise. While the broker is unreachable the beats are buffered by the
 // client and the poller's view of us expires on its own.
-func heartbeat(ctx context.Context, l *link, m *gsm.Modem, clk *clock.Clock, timeSet <-chan struct{}) {
+func heartbeat(ctx context.Context, l *link, g gatedModem, clk *clock.Clock, timeSet <-chan struct{}) {
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
 	for {
-		changed := m.Changed()
-		st := m.Status()
-		hb := schema.ModemStatus{
-			V: schema.Version, Ready: st.State == gsm.StateReady, Reason: string(st.State),
-			Operator: st.Operator, Signal: st.Signal, IMEI: st.IMEI, At: time.Now().UTC(),
-			ValidFor: schema.Duration(3 * heartbeatEvery),
-		}
-		if st.Reason != "" {
-			hb.Reason += ": " + st.Reason
-		}
-		// A modem that cannot check a TTL takes no job: no claims for it.
-		if err := timeReady(clk); hb.Ready && err != nil {
-			hb.Ready, hb.Reason = false, err.Error()
-		}
-		if nc := l.Conn(); nc != nil {
-			publishStatus(nc, hb)
-		}
+		changed := g.Changed()
+		beat(l, g, clk)
 		select {
 		case <-ctx.Done():
 			return
@@ -231,10 +251,48 @@ func heartbeat(ctx context.Context, l *link, m *gsm.Modem, clk *clock.Clock, tim
 	}
 }
 
+// beat publishes the modem's status now. Without an id (no MODEM_ID, IMEI
+// not read yet) there is no subject to beat on; the modem cannot send yet
+// anyway.
+func beat(l *link, g gatedModem, clk *clock.Clock) *nats.Conn {
+	id := g.id
+	st := g.Status()
+	hb := schema.ModemStatus{
+		V: schema.Version, ID: id.resolve(st.IMEI), Instance: id.instance, Holding: id.holding(),
+		Ready: st.State == gsm.StateReady, Reason: string(st.State),
+		Operator: st.Operator, Signal: st.Signal, IMEI: st.IMEI, At: time.Now().UTC(),
+		ValidFor: schema.Duration(3 * heartbeatEvery),
+	}
+	if st.Reason != "" {
+		hb.Reason += ": " + st.Reason
+	}
+	// A modem that cannot check a TTL takes no job: no claims for it.
+	if err := timeReady(clk); hb.Ready && err != nil {
+		hb.Ready, hb.Reason = false, err.Error()
+	}
+	if err := id.Ready(); hb.Ready && err != nil {
+		hb.Ready, hb.Reason = false, err.Error()
+	}
+	hb.RateLimit = g.lim.States(g.now())
+	if err := g.limitErr(); err != nil {
+		hb.Limited = true
+		if hb.Ready {
+			hb.Ready, hb.Reason = false, err.Error()
+		}
+	}
+	nc := l.Conn()
+	if nc == nil || hb.ID == "" {
+		return nil
+	}
+	id.watch(nc)
+	publishStatus(nc, hb)
+	return nc
+}
+
 func publishStatus(nc *nats.Conn, st schema.ModemStatus) {
 	b, err := json.Marshal(st)
 	if err == nil {
-		_ = nc.Publish(schema.StatusSubject, b)
+		_ = nc.Publish(schema.StatusSubjectFor(st.ID), b)
 	}
 }
 

@@ -218,7 +218,7 @@ func TestRun(t *testing.T) {
 	// A channel subscription keeps the heartbeats in order, and once a
 	// Flush returns every heartbeat published before it is in the channel.
 	beats := make(chan *nats.Msg, 256)
-	sub, err := nc.ChanSubscribe(schema.StatusSubject, beats)
+	sub, err := nc.ChanSubscribe(schema.StatusFilter, beats)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestRun(t *testing.T) {
 			t.Fatal("no ready heartbeat")
 		}
 	}
-	if st := ready; st.IMEI != "490154203237518" || st.Signal != 23 || st.Operator != "SIM Sim" || st.ValidFor <= 0 {
+	if st := ready; st.ID != st.IMEI || ready.Instance == "" || st.IMEI != "490154203237518" || st.Signal != 23 || st.Operator != "SIM Sim" || st.ValidFor <= 0 {
 		t.Errorf("heartbeat %+v", st)
 	}
 
@@ -389,6 +389,9 @@ func startNATS(t *testing.T, password string) (*server.Server, *server.Options) 
 		Durable: schema.JobsConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Second,
 		MaxAckPending: 1, FilterSubject: schema.JobsFilter,
 	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: schema.AttemptsBucket, History: 1}); err != nil {
 		t.Fatal(err)
 	}
 	results, err := js.CreateStream(ctx, jetstream.StreamConfig{

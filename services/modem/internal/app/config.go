@@ -6,9 +6,11 @@ import (
 	"strings"
 
 	"github.com/sensorsreport/smsgw/services/modem/internal/pdu"
+	"github.com/sensorsreport/smsgw/services/modem/internal/ratelimit"
 
 	"github.com/sensorsreport/smsgw/shared/config"
 	"github.com/sensorsreport/smsgw/shared/logging"
+	"github.com/sensorsreport/smsgw/shared/schema"
 )
 
 // Config is the modem service's configuration; the variable names are the
@@ -21,6 +23,8 @@ type Config struct {
 	SendTimeout config.Duration `env:"MODEM_SEND_TIMEOUT" envDefault:"120s" help:"timeout for one AT+CMGS"`
 	Number      string          `env:"MODEM_NUMBER" help:"the SIM's own number"`
 	Country     string          `env:"MODEM_COUNTRY" envDefault:"RO" help:"region for national numbers"`
+	ModemID     string          `env:"MODEM_ID" help:"this modem's name on the broker (heartbeat, metrics, sms-poller check); unique per modem; default its IMEI"`
+	RateLimit   string          `env:"MODEM_RATE_LIMIT" help:"most SMS parts in any sliding window, e.g. 6/m or 10/m,300/h,1000/d (units s, m, h, d); empty is none"`
 	NATSURL     string          `env:"NATS_URL" envDefault:"nats://poller:4222" help:"the poller's broker"`
 	NATSUser    string          `env:"NATS_USER" help:"broker user (required by the service)"`
 	NATSPass    string          `env:"NATS_PASSWORD,unset" help:"broker password (required by the service)"`
@@ -81,6 +85,12 @@ func (c Config) Validate() error {
 	}
 	if u, err := url.Parse(c.NATSURL); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
 		bad("NATS_URL", c.NATSURL, "nats://host:port, e.g. nats://poller:4222")
+	}
+	if c.ModemID != "" && !schema.ValidModemID(c.ModemID) {
+		bad("MODEM_ID", c.ModemID, "1 to 32 letters, digits, '-' or '_', unique per modem, e.g. pi1-ro")
+	}
+	if _, err := ratelimit.Parse(c.RateLimit); err != nil {
+		bad("MODEM_RATE_LIMIT", c.RateLimit, "limits like 6/m or 10/m,300/h,1000/d ("+err.Error()+")")
 	}
 	if c.DataDir == "" {
 		errs = append(errs, config.Missing("MODEM_DATA_DIR", "a directory for the send ledger"))

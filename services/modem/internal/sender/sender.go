@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/sensorsreport/smsgw/services/modem/internal/attempts"
 	"github.com/sensorsreport/smsgw/services/modem/internal/delivery"
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
 	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
@@ -41,6 +42,18 @@ type Modem interface {
 	Classify(err error) gsm.Class
 }
 
+// Attempts records, where every modem sees it, that this modem is about to
+// send an SMS.
+type Attempts interface {
+	// Begin returns nil when this modem may send the SMS, an error
+	// wrapping attempts.ErrElsewhere when another modem may have sent it,
+	// or another error when that cannot be known now.
+	Begin(ctx context.Context, tenant, smsID string) error
+	// Abandon withdraws this modem's record of an SMS it handed back
+	// before anything reached its hardware, so another modem may send it.
+	Abandon(ctx context.Context, tenant, smsID string) error
+}
+
 // Config tunes the sender.
 type Config struct {
 	Region      string        // default region for national numbers (MODEM_COUNTRY)
@@ -55,8 +68,15 @@ type Config struct {
 	// Clock is the trusted time every TTL decision uses (required): the
 	// poller's reference, never the Pi's unsynchronised wall clock.
 	Clock *clock.Clock
-	Log   *zap.Logger
-	Reg   prometheus.Registerer
+	// Attempts is the "attempting" record every modem sees (nil: this
+	// modem is the only one). It is written before the local ledger's.
+	Attempts Attempts
+	// Holding, if set, is told the ack subject of each job as it is taken
+	// and "" once it is finished or handed back: the heartbeat carries it,
+	// so the poller can hand the job to another modem when this one dies.
+	Holding func(ackSubject string)
+	Log     *zap.Logger
+	Reg     prometheus.Registerer
 }
 
 // Sender pulls jobs and sends them.
@@ -157,9 +177,17 @@ func (s *Sender) Run(ctx context.Context) error {
 		retry.Reset()
 		// The job's own context outlives ctx: a send that started is
 		// finished and acknowledged, bounded by SendTimeout.
+		s.hold(msg.Reply())
 		s.handle(ctx, msg)
+		s.hold("")
 	}
 	return nil
+}
+
+func (s *Sender) hold(ackSubject string) {
+	if s.cfg.Holding != nil {
+		s.cfg.Holding(ackSubject)
+	}
 }
 
 func (s *Sender) consumer(ctx context.Context) (jetstream.Consumer, error) {
@@ -281,6 +309,17 @@ func (s *Sender) send(runCtx, jobCtx context.Context, msg jetstream.Msg, job sch
 
 	stopHB := s.heartbeat(msg)
 	defer stopHB()
+	if s.cfg.Attempts != nil {
+		switch err := s.cfg.Attempts.Begin(jobCtx, job.Tenant, job.SmsID); {
+		case errors.Is(err, attempts.ErrElsewhere):
+			log.Warn("another modem may have sent this SMS; reporting Unknown, not sending", zap.Error(err))
+			return s.done(job, schema.StatusUnknown, schema.CodeOutcomeUnknown, "another modem may have sent it; not sent again to avoid a duplicate", log), true
+		case err != nil:
+			log.Warn("cannot record the attempt where every modem sees it; handing the job back", zap.Error(err))
+			_ = msg.NakWithDelay(5 * time.Second)
+			return schema.Result{}, false
+		}
+	}
 	if err := s.ledger.Attempting(job, delivered, now); err != nil {
 		log.Error("ledger write failed; not sending", zap.Error(err))
 		_ = msg.NakWithDelay(5 * time.Second)
@@ -400,6 +439,14 @@ func (s *Sender) expired(job schema.Job) bool {
 func (s *Sender) abandon(job schema.Job, msg jetstream.Msg, log *zap.Logger) (schema.Result, bool) {
 	if err := s.ledger.Forget(job.Tenant, job.SmsID); err != nil {
 		log.Error("ledger forget failed", zap.Error(err))
+	}
+	if s.cfg.Attempts != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.cfg.Attempts.Abandon(ctx, job.Tenant, job.SmsID); err != nil {
+			// The next modem reports it Unknown instead of sending it.
+			log.Warn("attempt record not withdrawn", zap.Error(err))
+		}
+		cancel()
 	}
 	_ = msg.Nak()
 	log.Info("job handed back unsent")

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -262,24 +263,35 @@ func (c *checker) store() {
 	c.emit(CheckLine{OK, name, dir + note, nil})
 }
 
-// modem reads the running poller's sms_poller_modem_ready gauge: 1 while a
-// fresh heartbeat from sms-modem says it can send.
+// modem reads the running poller's sms_poller_modem_ready gauge (1 while a
+// fresh heartbeat of at least one sms-modem says it can send) and lists
+// every modem from sms_poller_modem_up.
 func (c *checker) modem(ctx context.Context) {
 	const name = "modem"
 	addr := probeAddr(c.cfg.HTTPAddr)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	ready, err := modemReady(ctx, addr)
+	ready, modems, err := modemReady(ctx, addr)
+	list := ""
+	if len(modems) > 0 {
+		list = ": " + strings.Join(modems, "; ")
+	}
 	switch {
 	case err != nil:
 		c.emit(CheckLine{SKIP, name, fmt.Sprintf("no running poller answers at %s (HTTP_ADDR): %v", addr, err), nil})
 	case !ready:
-		c.emit(CheckLine{FAIL, name, "the poller is running but has no fresh ready heartbeat from sms-modem: it is not connected to the broker or cannot send (run sms-modem diag)",
-			[]string{"NATS_USER", "NATS_PASSWORD", "NATS_URL (modem)", "MODEM_DEVICE (modem)", "MODEM_PIN (modem)"}})
+		c.emit(CheckLine{FAIL, name, "the poller is running but has no fresh ready heartbeat from any sms-modem: none is connected to the broker or can send (run sms-modem diag)" + list,
+			[]string{"NATS_USER", "NATS_PASSWORD", "NATS_URL (modem)", "MODEM_DEVICE (modem)", "MODEM_PIN (modem)", "MODEM_ID (modem)"}})
 	default:
-		c.emit(CheckLine{OK, name, "connected to the broker and ready to send", nil})
+		c.emit(CheckLine{OK, name, "connected to the broker and ready to send" + list, nil})
 	}
 }
+
+// modemUpLine matches one sms_poller_modem_up series (labels sorted).
+var modemUpLine = regexp.MustCompile(`^sms_poller_modem_up\{countries="([^"]*)",modem="([^"]*)",state="([^"]*)"\} (\S+)`)
+
+// headroomLine matches one sms_poller_modem_rate_headroom series.
+var headroomLine = regexp.MustCompile(`^sms_poller_modem_rate_headroom\{modem="([^"]*)",window="([^"]*)"\} (\S+)`)
 
 // probeAddr turns a listen address into one to dial.
 func probeAddr(listen string) string {
@@ -293,27 +305,54 @@ func probeAddr(listen string) string {
 	return net.JoinHostPort(host, port)
 }
 
-func modemReady(ctx context.Context, addr string) (bool, error) {
+// modemReady reads the poller's metrics: whether any modem is ready, and
+// each modem as "id state (countries)".
+func modemReady(ctx context.Context, addr string) (bool, []string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, fmt.Errorf("GET /metrics: %s", resp.Status)
+		return false, nil, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
 	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	var ids []string
+	desc, headroom := map[string]string{}, map[string][]string{}
+	ready, found := false, false
 	for sc.Scan() {
+		if m := modemUpLine.FindStringSubmatch(sc.Text()); m != nil {
+			countries := m[1]
+			if countries == "" {
+				countries = "any country"
+			}
+			ids = append(ids, m[2])
+			desc[m[2]] = fmt.Sprintf("%s %s (%s", m[2], m[3], countries)
+		}
+		if m := headroomLine.FindStringSubmatch(sc.Text()); m != nil {
+			headroom[m[1]] = append(headroom[m[1]], fmt.Sprintf("%s left of %s", m[3], m[2]))
+		}
 		if v, ok := strings.CutPrefix(sc.Text(), "sms_poller_modem_ready "); ok {
-			return strings.TrimSpace(v) == "1", nil
+			ready, found = strings.TrimSpace(v) == "1", true
 		}
 	}
-	return false, errors.New("GET /metrics: no sms_poller_modem_ready (not an sms-poller?)")
+	if !found {
+		return false, nil, errors.New("GET /metrics: no sms_poller_modem_ready (not an sms-poller?)")
+	}
+	modems := make([]string, 0, len(ids))
+	for _, id := range ids {
+		d := desc[id]
+		if h := headroom[id]; len(h) > 0 {
+			d += "; rate limit " + strings.Join(h, ", ")
+		}
+		modems = append(modems, d+")")
+	}
+	return ready, modems, nil
 }
 
 // PrintCheck renders one line: outcome, check, detail and, on FAIL, the

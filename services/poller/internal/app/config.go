@@ -50,7 +50,7 @@ type Config struct {
 	WebhookSecret string `env:"INCOMING_WEBHOOK_SECRET,unset" help:"HMAC-SHA256 key of X-Smsgw-Signature (required with a URL)"`
 
 	// Beyond the documented interface: tuning with safe defaults.
-	MaxQueued  int             `env:"MAX_QUEUED_JOBS" envDefault:"2" help:"unsent jobs allowed to wait for the modem"`
+	MaxQueued  int             `env:"MAX_QUEUED_JOBS" envDefault:"2" help:"unsent jobs allowed to wait per ready modem"`
 	AckWait    config.Duration `env:"JOB_ACK_WAIT" envDefault:"2m" help:"how long a job may go without a modem heartbeat before redelivery"`
 	MaxDeliver int             `env:"JOB_MAX_DELIVER" envDefault:"10" help:"deliveries before a job is reported Failed"`
 	MaxStoreMB int64           `env:"NATS_MAX_STORE_MB" envDefault:"320" help:"cap on the JetStream store, in MB"`

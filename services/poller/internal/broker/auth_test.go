@@ -63,7 +63,7 @@ func TestModemCanDoItsJob(t *testing.T) {
 	ctx := testCtx(t)
 
 	status := make(chan []byte, 1)
-	if _, err := b.Conn().Subscribe(schema.StatusSubject, func(msg *nats.Msg) { status <- msg.Data }); err != nil {
+	if _, err := b.Conn().Subscribe(schema.StatusFilter, func(msg *nats.Msg) { status <- msg.Data }); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Conn().Flush(); err != nil {
@@ -96,6 +96,21 @@ func TestModemCanDoItsJob(t *testing.T) {
 		t.Fatalf("consumer info: %v", err)
 	}
 
+	// The attempting record every modem sees: bind, create, read back.
+	kv, err := m.js.KeyValue(ctx, schema.AttemptsBucket)
+	if err != nil {
+		t.Fatalf("bind %s: %v", schema.AttemptsBucket, err)
+	}
+	if _, err := kv.Create(ctx, "dGVuYW50.c21zLTE", []byte("pi1")); err != nil {
+		t.Fatalf("create attempt: %v", err)
+	}
+	if _, err := kv.Create(ctx, "dGVuYW50.c21zLTE", []byte("pi2")); !errors.Is(err, jetstream.ErrKeyExists) {
+		t.Fatalf("second create of an attempt = %v, want ErrKeyExists", err)
+	}
+	if e, err := kv.Get(ctx, "dGVuYW50.c21zLTE"); err != nil || string(e.Value()) != "pi1" {
+		t.Fatalf("read attempt: %v", err)
+	}
+
 	r := schema.Result{V: schema.Version, JobID: "ack.1", Status: schema.StatusSent}
 	ack, err := m.js.Publish(ctx, r.Subject(), []byte(`{}`), jetstream.WithMsgID(r.MsgID()))
 	if err != nil {
@@ -117,7 +132,7 @@ func TestModemCanDoItsJob(t *testing.T) {
 		t.Fatalf("repeat of an event id: %+v, %v; want a duplicate", ack, err)
 	}
 
-	if err := m.nc.Publish(schema.StatusSubject, []byte("ready")); err != nil {
+	if err := m.nc.Publish(schema.StatusSubjectFor("m1"), []byte("ready")); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -188,6 +203,13 @@ func TestModemIsRefusedEverythingElse(t *testing.T) {
 		}},
 		{"delete the modem consumer", "$JS.API.CONSUMER.DELETE.SMS_JOBS.modem", func() error {
 			return m.js.DeleteConsumer(denied(), schema.JobsStream, schema.JobsConsumer)
+		}},
+		{"beat outside the per-modem subjects", "sms.modem.status.a.b", func() error {
+			return m.nc.Publish("sms.modem.status.a.b", []byte("{}"))
+		}},
+		{"purge the attempts bucket", "$JS.API.STREAM.PURGE.KV_SMS_ATTEMPTS", func() error {
+			_, err := m.nc.RequestWithContext(denied(), "$JS.API.STREAM.PURGE.KV_SMS_ATTEMPTS", nil)
+			return err
 		}},
 		{"ack results", "$JS.ACK.SMS_RESULTS.poller.1.1.1.1.0", func() error {
 			return m.nc.Publish("$JS.ACK.SMS_RESULTS.poller.1.1.1.1.0", []byte("+ACK"))

@@ -32,7 +32,7 @@ import (
 // Defaults applied to zero Config fields.
 const (
 	DefaultListen      = "0.0.0.0:4222"
-	DefaultMaxStore    = 320 << 20 // four 64 MB stores, the 16 MB events stream, headroom
+	DefaultMaxStore    = 352 << 20 // four 64 MB stores, the 16 MB events stream and attempts bucket, headroom
 	DefaultMaxMemory   = 16 << 20
 	DefaultJobsMaxMsgs = 1000
 	DefaultAckWait     = 2 * time.Minute
@@ -423,21 +423,28 @@ func buildUsers(modemUser, modemPass string) ([]*server.User, string, error) {
 
 // modemPermissions allows exactly what the modem's jetstream client uses:
 // bind to and pull from its consumer, ack (including DoubleAck, InProgress,
-// Nak, Term), publish results, events and heartbeats, ask the poller for
-// the time, and receive replies. It can neither create nor inspect any other
+// Nak, Term), publish results, events and heartbeats, hear heartbeats, ask
+// the poller for the time, and receive replies. It can neither create nor inspect any other
 // stream, consumer or KV bucket.
 func modemPermissions() *server.Permissions {
 	jobs, cons := schema.JobsStream, schema.JobsConsumer
+	attempts := "KV_" + schema.AttemptsBucket
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
 			fmt.Sprintf(server.JSApiRequestNextT, jobs, cons),
 			fmt.Sprintf(server.JSApiConsumerInfoT, jobs, cons),
 			"$JS.ACK." + jobs + "." + cons + ".>",
 			schema.ResultsFilter,
-			schema.StatusSubject,
+			schema.StatusFilter, // sms.modem.status.<MODEM_ID>
 			schema.ClockSubject, // requests; the answer comes to its inbox
 			schema.EventsFilter, // incoming SMS and delivery reports
+			// The attempting record every modem sees: bind, create, read.
+			fmt.Sprintf(server.JSApiStreamInfoT, attempts),
+			"$KV." + schema.AttemptsBucket + ".>",
+			fmt.Sprintf(server.JSDirectGetLastBySubjectT, attempts, "$KV."+schema.AttemptsBucket+".>"),
 		}},
-		Subscribe: &server.SubjectPermission{Allow: []string{nats.InboxPrefix + ">"}},
+		// Heartbeats too: a modem hears another one beating with its
+		// MODEM_ID and refuses to share it.
+		Subscribe: &server.SubjectPermission{Allow: []string{nats.InboxPrefix + ">", schema.StatusFilter}},
 	}
 }

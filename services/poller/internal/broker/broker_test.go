@@ -252,7 +252,7 @@ func TestTopologyIsCreatedThenUpdatedInPlace(t *testing.T) {
 	}
 	mc := modem.CachedInfo().Config
 	if mc.Durable != schema.JobsConsumer || mc.AckPolicy != jetstream.AckExplicitPolicy ||
-		mc.AckWait != time.Second || mc.MaxDeliver != 3 || mc.MaxAckPending != 1 ||
+		mc.AckWait != time.Second || mc.MaxDeliver != 3 || mc.MaxAckPending != maxModems ||
 		mc.FilterSubject != schema.JobsFilter || mc.DeliverPolicy != jetstream.DeliverAllPolicy {
 		t.Fatalf("modem consumer config: %+v", mc)
 	}

@@ -80,13 +80,13 @@ func (b *Broker) watchErr(err error) error {
 	}
 }
 
-// scanDeadJobs reaps every stored job that was delivered and is no longer
-// in flight. With MaxAckPending 1 and a single consumer delivering in
-// stream order, the only job in flight is the last one delivered; anything
-// delivered earlier and still stored was neither acked nor terminated (both
-// remove it from a work-queue stream), so it hit MaxDeliver. The consumer's
-// ack floor would be the obvious bound, but the server persists and reports
-// it only on the next ack, so it lags behind a dead job.
+// scanDeadJobs reaps every stored job below the consumer's ack floor (or
+// every delivered job while none is in flight). Several modems may each
+// hold a job, in any order, so only the floor is a safe bound: everything
+// at or below it was acked, terminated (both remove it from a work-queue
+// stream) or dropped after MaxDeliver, so what is still stored there is
+// dead. The server persists the floor only on the next ack, so it lags
+// behind a dead job; the advisory covers the prompt case.
 func (b *Broker) scanDeadJobs(ctx context.Context, fn DeadJobFunc) {
 	cons, err := b.js.Consumer(ctx, schema.JobsStream, schema.JobsConsumer)
 	if err != nil {
@@ -94,9 +94,9 @@ func (b *Broker) scanDeadJobs(ctx context.Context, fn DeadJobFunc) {
 		return
 	}
 	info := cons.CachedInfo()
-	end := info.Delivered.Stream // exclusive: the last delivered may be in flight
+	end := info.AckFloor.Stream + 1 // exclusive
 	if info.NumAckPending == 0 {
-		end++
+		end = info.Delivered.Stream + 1
 	}
 	for seq := uint64(1); seq < end; {
 		msg, err := b.jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(schema.JobsFilter))

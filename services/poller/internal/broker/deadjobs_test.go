@@ -78,14 +78,20 @@ func watch(t *testing.T, b *Broker, fn DeadJobFunc) (stop func()) {
 	return stop
 }
 
-// exhaust nak's the next job MaxDeliver times. The server declares it dead
-// only when the following pull arrives, as the modem's next pull would.
+// exhaust nak's the next job MaxDeliver times, then pulls once more, as
+// the modem's next pull would: the server declares the job dead only then.
+// That pull finds no other job (the caller queues the next one after), and
+// it waits on the server until the last Nak was processed: with several
+// jobs allowed in flight, a pull could otherwise overtake the Nak.
 func exhaust(t *testing.T, cons jetstream.Consumer, maxDeliver int) {
 	t.Helper()
 	for range maxDeliver {
-		if err := next(t, cons).NakWithDelay(time.Millisecond); err != nil {
+		if err := next(t, cons).Nak(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if msg, err := cons.Next(jetstream.FetchMaxWait(300 * time.Millisecond)); err == nil {
+		t.Fatalf("pull after the last Nak got %q; want the job declared dead", msg.Data())
 	}
 }
 
@@ -174,27 +180,44 @@ func TestDeadJobFoundByScanWithoutAdvisory(t *testing.T) {
 	publishJob(t, b, "missed.1")
 	exhaust(t, cons, cfg.MaxDeliver)
 	// Nobody listens for the advisory. The pull that skips the dead job
-	// gets the next one, which stays in flight above the ack floor.
+	// gets the next one; two modems hold a job each, and the second one
+	// finishes first: the job still in flight lies between the dead job and
+	// the last delivered one.
 	publishJob(t, b, "queued.1")
-	if msg := next(t, cons); string(msg.Data()) != "job queued.1" {
-		t.Fatalf("job after the dead one = %q", msg.Data())
+	publishJob(t, b, "queued.2")
+	first, second := next(t, cons), next(t, cons)
+	if string(first.Data()) != "job queued.1" || string(second.Data()) != "job queued.2" {
+		t.Fatalf("jobs after the dead one = %q, %q", first.Data(), second.Data())
+	}
+	if err := second.DoubleAck(testCtx(t)); err != nil {
+		t.Fatal(err)
 	}
 	info, err := cons.Info(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Delivered.Stream != 3 || info.NumAckPending != 1 {
-		t.Fatalf("consumer: delivered %d, ack pending %d; want the dead job skipped and the next in flight",
+	if info.Delivered.Stream != 4 || info.NumAckPending != 1 {
+		t.Fatalf("consumer: delivered %d, ack pending %d; want the dead job skipped and one job in flight",
 			info.Delivered.Stream, info.NumAckPending)
 	}
 
+	// A scan now must leave the job in flight alone (and may leave the
+	// dead job for later: the ack floor cannot pass it yet).
 	rec := newDeadJobRecorder()
+	b.scanDeadJobs(testCtx(t), rec.handle)
+	if got := rec.handled(); len(got) != 0 {
+		t.Fatalf("scan with a job in flight handed over %q; want nothing", got)
+	}
+	// Once it is acked, the start-up scan of the watch finds the dead job.
+	if err := first.DoubleAck(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
 	stop := watch(t, b, rec.handle)
 	if got := rec.wait(t); got != "job missed.1" {
-		t.Fatalf("start-up scan handed over %q", got)
+		t.Fatalf("scan handed over %q", got)
 	}
-	waitFor(t, "dead job to be deleted", func() bool { return jobsPending(t, b) == 1 })
-	stop() // returns after the start-up scan has finished
+	waitFor(t, "dead job to be deleted", func() bool { return jobsPending(t, b) == 0 })
+	stop()
 	if got := rec.handled(); len(got) != 1 {
 		t.Fatalf("dead job handler calls = %q, want only the dead job", got)
 	}

@@ -24,6 +24,7 @@ const (
 	resultsMaxMsgs    = 10000
 	resultsAckWait    = 30 * time.Second
 	resultsAckPending = 256
+	maxModems         = 64
 )
 
 func (b *Broker) jobsStreamConfig() jetstream.StreamConfig {
@@ -69,6 +70,25 @@ func claimsBucketConfig() jetstream.KeyValueConfig {
 		TTL:          claimsTTL,
 		MaxValueSize: maxMsgSize + 4<<10, // a record holds the job while it is queued
 		MaxBytes:     streamMaxBytes,
+		Storage:      jetstream.FileStorage,
+		Replicas:     1,
+	}
+}
+
+// attemptsMaxBytes bounds the attempting records: each is a few dozen
+// bytes, so 16 MB hold a week of a busy gateway.
+const attemptsMaxBytes = 16 << 20
+
+func attemptsBucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      schema.AttemptsBucket,
+		Description: "which modem is handing each SMS to its hardware: no other modem sends it",
+		History:     1,
+		// Longer than any later claim of the SMS can come (the API's trust
+		// timeout, the modem's LEDGER_RETENTION).
+		TTL:          claimsTTL,
+		MaxValueSize: 1 << 10, // a MODEM_ID; the limit counts the headers of a Create too
+		MaxBytes:     attemptsMaxBytes,
 		Storage:      jetstream.FileStorage,
 		Replicas:     1,
 	}
@@ -132,11 +152,13 @@ func eventsConsumerConfig() jetstream.ConsumerConfig {
 
 func (b *Broker) modemConsumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       schema.JobsConsumer,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       b.cfg.AckWait,
-		MaxDeliver:    b.cfg.MaxDeliver,
-		MaxAckPending: 1, // one modem sends one SMS at a time
+		Durable:    schema.JobsConsumer,
+		AckPolicy:  jetstream.AckExplicitPolicy,
+		AckWait:    b.cfg.AckWait,
+		MaxDeliver: b.cfg.MaxDeliver,
+		// Every modem sends one SMS at a time, so this bounds how many
+		// modems can send in parallel (SMS Server Tools drives up to 64).
+		MaxAckPending: maxModems,
 		FilterSubject: schema.JobsFilter,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
@@ -176,6 +198,9 @@ func (b *Broker) ensureTopology(ctx context.Context) error {
 	}
 	if b.claims, err = b.js.CreateOrUpdateKeyValue(ctx, claimsBucketConfig()); err != nil {
 		return fmt.Errorf("create bucket %s: %w", schema.ClaimsBucket, err)
+	}
+	if _, err = b.js.CreateOrUpdateKeyValue(ctx, attemptsBucketConfig()); err != nil {
+		return fmt.Errorf("create bucket %s: %w", schema.AttemptsBucket, err)
 	}
 	for _, t := range []struct {
 		stream jetstream.Stream

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -72,9 +74,9 @@ type Queue interface {
 type Config struct {
 	Countries    []string
 	PollInterval time.Duration // idle wait when the API has nothing for us
-	// MaxQueued is how many unsent jobs may wait in the stream. Every claim
-	// starts the SMS's clock upstream, so claiming far ahead of the modem
-	// only strands SMS until their TTL passes.
+	// MaxQueued is how many unsent jobs may wait in the stream per ready
+	// modem. Every claim starts the SMS's clock upstream, so claiming far
+	// ahead of the modems only strands SMS until their TTL passes.
 	MaxQueued int
 	// Claims records every claim (required).
 	Claims *claims.Store
@@ -93,14 +95,13 @@ type Dispatcher struct {
 	log *zap.Logger
 	m   metrics
 
-	wake chan struct{} // a result arrived or the modem became ready
+	wake chan struct{} // a result arrived or a modem became ready
 
-	mu          sync.Mutex
-	modem       schema.ModemStatus
-	modemSeenAt time.Time
-	inflight    map[string]time.Time // job id -> claimed at (metrics only)
-	apiErr      error
-	apiOKAt     time.Time
+	mu       sync.Mutex
+	modems   map[string]*modemView // by MODEM_ID
+	inflight map[string]time.Time  // job id -> claimed at (metrics only)
+	apiErr   error
+	apiOKAt  time.Time
 }
 
 // New builds a dispatcher.
@@ -116,7 +117,7 @@ func New(cfg Config, up Upstream, q Queue) *Dispatcher {
 	}
 	d := &Dispatcher{
 		cfg: cfg, up: up, q: q, log: cfg.Log, m: newMetrics(cfg.Reg),
-		wake: make(chan struct{}, 1), inflight: map[string]time.Time{},
+		wake: make(chan struct{}, 1), inflight: map[string]time.Time{}, modems: map[string]*modemView{},
 	}
 	if cfg.Reg != nil {
 		cfg.Reg.MustRegister(
@@ -126,6 +127,10 @@ func New(cfg Config, up Upstream, q Queue) *Dispatcher {
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "sms_poller_oldest_job_age_seconds", Help: "Age of the oldest job in flight.",
 			}, func() float64 { return d.OldestInFlight().Seconds() }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "sms_poller_modem_ready", Help: "1 while a fresh heartbeat of at least one modem says ready.",
+			}, func() float64 { return boolGauge(d.ModemReady() == nil) }),
+			modemCollector{d},
 		)
 	}
 	return d
@@ -136,7 +141,7 @@ func New(cfg Config, up Upstream, q Queue) *Dispatcher {
 // crash are re-queued beside claiming, never before it.
 func (d *Dispatcher) Run(ctx context.Context, drain time.Duration) error {
 	nc := d.q.Conn()
-	sub, err := nc.Subscribe(schema.StatusSubject, d.onModemStatus)
+	sub, err := nc.Subscribe(schema.StatusFilter, d.onModemStatus)
 	if err != nil {
 		return fmt.Errorf("subscribe modem status: %w", err)
 	}
@@ -150,6 +155,7 @@ func (d *Dispatcher) Run(ctx context.Context, drain time.Duration) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { d.requeueStranded(ctx) })
 	wg.Go(func() { d.claimLoop(ctx) })
+	wg.Go(func() { d.releaseLoop(ctx) })
 	d.reportLoop(ctx, drain)
 	wg.Wait()
 	return nil
@@ -180,43 +186,214 @@ func (d *Dispatcher) now() time.Time {
 func (d *Dispatcher) onModemStatus(m *nats.Msg) {
 	st, err := schema.Decode[schema.ModemStatus](m.Data)
 	if err != nil {
-		d.log.Warn("bad modem status", zap.Error(err))
+		d.log.Warn("bad modem status", zap.String("subject", m.Subject), zap.Error(err))
 		return
 	}
+	// The subject is the modem's identity (its permissions allow one
+	// token); a body claiming another id is not trusted.
+	id := strings.TrimPrefix(m.Subject, schema.StatusSubject+".")
+	if st.ID != id {
+		d.log.Warn("modem status with an id that is not its subject's; ignored", zap.String("subject", m.Subject), zap.String("id", st.ID))
+		return
+	}
+	now := time.Now()
 	d.mu.Lock()
-	wasReady := d.modemReadyLocked()
-	d.modem, d.modemSeenAt = st, time.Now()
-	nowReady := d.modemReadyLocked()
+	wasReady := d.readyCountLocked(now)
+	v, ok := d.modems[id]
+	if !ok {
+		v = &modemView{}
+		d.modems[id] = v
+	}
+	// Two processes beating with one MODEM_ID while both are fresh: neither
+	// counts until one has been silent for its validity.
+	dup := ok && v.st.Instance != st.Instance && v.freshAt(now)
+	if dup {
+		v.conflictUntil = now.Add(max(time.Duration(v.st.ValidFor), time.Duration(st.ValidFor)))
+	}
+	v.st, v.seenAt = st, now
+	d.pruneLocked(now)
+	nowReady := d.readyCountLocked(now)
 	d.mu.Unlock()
-	d.m.modemReady.Set(boolGauge(nowReady))
-	if nowReady && !wasReady {
-		d.log.Info("modem ready; claiming", zap.String("operator", st.Operator), zap.Int("signal", st.Signal))
+	if dup {
+		d.log.Error("two modems use the same MODEM_ID; claiming nothing for it until one stops", zap.String("modem", id))
+	}
+	if nowReady > wasReady {
+		d.log.Info("modem ready; claiming", zap.String("modem", id), zap.String("operator", st.Operator),
+			zap.Int("signal", st.Signal), zap.Strings("countries", st.Countries), zap.Int("ready_modems", nowReady))
 		d.poke()
-	} else if !nowReady && wasReady {
-		d.log.Warn("modem not ready; claiming paused", zap.String("reason", st.Reason))
+	} else if nowReady < wasReady {
+		d.log.Warn("modem not ready", zap.String("modem", id), zap.String("reason", st.Reason), zap.Int("ready_modems", nowReady))
 	}
 }
 
-// modemReadyLocked: heartbeat freshness is measured on the local monotonic
-// clock, never against the heartbeat's own time stamp.
-func (d *Dispatcher) modemReadyLocked() bool {
-	valid := time.Duration(d.modem.ValidFor)
-	return d.modem.Ready && !d.modemSeenAt.IsZero() && time.Since(d.modemSeenAt) < valid
+// releaseLoop hands back the job a modem held when its heartbeat stopped
+// (SIGKILL, power cut, cable): a Nak on the job's ack subject redelivers it
+// to another modem now, not after JOB_ACK_WAIT. Whether that modem may
+// send it is for the SMS_ATTEMPTS record to say: a job the dead modem may
+// have handed to its hardware is reported Unknown, never sent twice.
+func (d *Dispatcher) releaseLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.releaseHeld()
+	}
 }
 
-// ModemReady reports whether a fresh heartbeat says the modem can send.
-func (d *Dispatcher) ModemReady() error {
+// heldPrefix is what every ack subject of a modem's job starts with.
+const heldPrefix = "$JS.ACK." + schema.JobsStream + "." + schema.JobsConsumer + "."
+
+func (d *Dispatcher) releaseHeld() {
+	now := time.Now()
+	type held struct{ modem, subject string }
+	var todo []held
+	d.mu.Lock()
+	for id, v := range d.modems {
+		if h := v.st.Holding; h != "" && h != v.released && !v.freshAt(now) {
+			v.released = h
+			todo = append(todo, held{id, h})
+		}
+	}
+	d.mu.Unlock()
+	for _, h := range todo {
+		log := d.log.With(zap.String("modem", h.modem))
+		// The subject comes from a modem's heartbeat: only a job's ack
+		// subject is ever published to, never anything it names.
+		if !strings.HasPrefix(h.subject, heldPrefix) || strings.ContainsAny(h.subject, "*> \t\r\n") ||
+			strings.Count(h.subject, ".") != strings.Count(heldPrefix, ".")+4 {
+			d.m.released.WithLabelValues("refused").Inc()
+			log.Error("modem heartbeat names a held job that is no job's ack subject; ignored", zap.String("holding", h.subject))
+			continue
+		}
+		if err := d.q.Conn().Publish(h.subject, []byte("-NAK")); err != nil {
+			d.m.released.WithLabelValues("error").Inc()
+			log.Warn("could not hand back the silent modem's job; it returns after JOB_ACK_WAIT", zap.Error(err))
+			continue
+		}
+		d.m.released.WithLabelValues("nak").Inc()
+		log.Warn("modem went silent holding a job; handed it to the other modems")
+	}
+}
+
+// forgetAfter is how long a silent modem stays listed (check, metrics).
+const forgetAfter = time.Hour
+
+// modemView is the latest heartbeat of one modem.
+type modemView struct {
+	st            schema.ModemStatus
+	released      string    // the held job's ack subject this poller Nak'ed
+	seenAt        time.Time // local monotonic clock, never the beat's own time
+	conflictUntil time.Time // another process beat with the same MODEM_ID
+}
+
+func (v *modemView) freshAt(now time.Time) bool {
+	return now.Sub(v.seenAt) < time.Duration(v.st.ValidFor)
+}
+
+func (v *modemView) readyAt(now time.Time) bool {
+	return v.st.Ready && v.freshAt(now) && !now.Before(v.conflictUntil)
+}
+
+// serves reports whether the modem takes jobs for country cc.
+func (v *modemView) serves(cc string) bool {
+	return len(v.st.Countries) == 0 || slices.Contains(v.st.Countries, cc)
+}
+
+// state is the modem's state (a sms_poller_modem_up state) and why.
+func (v *modemView) state(now time.Time) (string, string) {
+	switch {
+	case now.Before(v.conflictUntil):
+		return stateConflict, "another modem uses the same MODEM_ID"
+	case !v.freshAt(now):
+		return stateSilent, fmt.Sprintf("no heartbeat for %s", now.Sub(v.seenAt).Round(time.Second))
+	case v.st.Ready:
+		return stateReady, ""
+	case v.st.Limited:
+		return stateLimited, v.st.Reason
+	}
+	return stateNotReady, v.st.Reason
+}
+
+func (d *Dispatcher) readyCountLocked(now time.Time) int {
+	n := 0
+	for _, v := range d.modems {
+		if v.readyAt(now) {
+			n++
+		}
+	}
+	return n
+}
+
+func (d *Dispatcher) pruneLocked(now time.Time) {
+	for id, v := range d.modems {
+		if now.Sub(v.seenAt) > forgetAfter {
+			delete(d.modems, id)
+		}
+	}
+}
+
+// readyFor returns how many modems are ready now and which of countries
+// at least one of them serves, in countries' order.
+func (d *Dispatcher) readyFor(countries []string) (int, []string) {
+	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	switch {
-	case d.modemSeenAt.IsZero():
-		return errors.New("no heartbeat from the modem yet")
-	case d.modemReadyLocked():
-		return nil
-	case !d.modem.Ready:
-		return fmt.Errorf("modem not ready: %s", d.modem.Reason)
+	var served []string
+	for _, cc := range countries {
+		for _, v := range d.modems {
+			if v.readyAt(now) && v.serves(cc) {
+				served = append(served, cc)
+				break
+			}
+		}
 	}
-	return fmt.Errorf("modem silent for %s", time.Since(d.modemSeenAt).Round(time.Second))
+	return d.readyCountLocked(now), served
+}
+
+// ModemInfo is one modem as the poller sees it.
+type ModemInfo struct {
+	ID        string
+	Ready     bool
+	State     string   // ready, not_ready, limited, silent or conflict
+	Reason    string   // why not ready
+	Countries []string // empty: any
+	Holding   bool     // its heartbeat names a job it holds
+	RateLimit []schema.RateWindow
+}
+
+// Modems lists every modem heard from in the last hour, by id.
+func (d *Dispatcher) Modems() []ModemInfo {
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]ModemInfo, 0, len(d.modems))
+	for id, v := range d.modems {
+		state, reason := v.state(now)
+		out = append(out, ModemInfo{ID: id, Ready: v.readyAt(now), State: state, Reason: reason, Countries: v.st.Countries, Holding: v.st.Holding != "", RateLimit: v.st.RateLimit})
+	}
+	slices.SortFunc(out, func(a, b ModemInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// ModemReady is nil while a fresh heartbeat of at least one modem says it
+// can send, else why not.
+func (d *Dispatcher) ModemReady() error {
+	ms := d.Modems()
+	if len(ms) == 0 {
+		return errors.New("no heartbeat from any modem yet")
+	}
+	var why []string
+	for _, m := range ms {
+		if m.Ready {
+			return nil
+		}
+		why = append(why, m.ID+": "+m.State+" "+m.Reason)
+	}
+	return fmt.Errorf("no modem ready (%s)", strings.Join(why, "; "))
 }
 
 // APIHealthy reports the outcome of the latest API call.
@@ -332,7 +509,8 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 	errWait := backoff.New(time.Second, time.Minute)
 	next := 0 // round-robin start, so one busy country cannot starve another
 	for ctx.Err() == nil {
-		if err := d.ModemReady(); err != nil {
+		ready, countries := d.readyFor(d.cfg.Countries)
+		if ready == 0 || len(countries) == 0 {
 			d.wait(ctx, d.cfg.PollInterval)
 			continue
 		}
@@ -343,13 +521,13 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 			continue
 		}
 		d.m.queued.Set(float64(pending))
-		if pending >= d.cfg.MaxQueued {
+		if pending >= d.cfg.MaxQueued*ready {
 			// Back-pressure: results poke us; the timer covers a result
 			// that was acked before we started waiting.
 			d.wait(ctx, 250*time.Millisecond)
 			continue
 		}
-		claimed, err := d.claimOne(ctx, &next)
+		claimed, err := d.claimOne(ctx, countries, &next)
 		switch {
 		case err != nil:
 			if !errWait.Wait(ctx) {
@@ -364,11 +542,12 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 	}
 }
 
-// claimOne asks each country in turn and queues the first SMS it gets.
-func (d *Dispatcher) claimOne(ctx context.Context, next *int) (bool, error) {
-	n := len(d.cfg.Countries)
+// claimOne asks each country some ready modem serves in turn and queues
+// the first SMS it gets.
+func (d *Dispatcher) claimOne(ctx context.Context, countries []string, next *int) (bool, error) {
+	n := len(countries)
 	for i := 0; i < n; i++ {
-		cc := d.cfg.Countries[(*next+i)%n]
+		cc := countries[(*next+i)%n]
 		c, err := d.up.Claim(ctx, cc)
 		d.apiResult(err)
 		if err != nil {

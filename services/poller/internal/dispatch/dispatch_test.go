@@ -46,10 +46,14 @@ type rig struct {
 	done   chan struct{}
 	ready  atomic.Bool
 	once   sync.Once
+	// countries the dispatcher claims for (default RO).
+	countries []string
 }
 
 type rigOpts struct {
 	maxQueued int
+	countries []string
+	ackWait   time.Duration // JOB_ACK_WAIT, default 5s
 	api       smsapi.Options
 	// wrap sits between the client and the stand-in, to play what the
 	// stand-in cannot (an overwritten PATCH, a malformed answer).
@@ -77,8 +81,11 @@ func newRigWith(t *testing.T, o rigOpts) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.ackWait == 0 {
+		o.ackWait = 5 * time.Second
+	}
 	b, err := broker.Start(context.Background(), broker.Config{
-		Listen: "127.0.0.1:-1", StoreDir: t.TempDir(), ModemUser: "modem", ModemPassword: "pw", AckWait: 5 * time.Second,
+		Listen: "127.0.0.1:-1", StoreDir: t.TempDir(), ModemUser: "modem", ModemPassword: "pw", AckWait: o.ackWait,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +98,10 @@ func newRigWith(t *testing.T, o rigOpts) *rig {
 	t.Cleanup(mc.Close)
 	mjs, _ := jetstream.New(mc)
 	r := &rig{t: t, api: api, b: b, claims: claims.New(b.Claims()), clk: clk, modem: mc, mjs: mjs,
-		up: &upstream.API{Client: c, Provider: provider, Log: log}}
+		up: &upstream.API{Client: c, Provider: provider, Log: log}, countries: o.countries}
+	if r.countries == nil {
+		r.countries = []string{"RO"}
+	}
 	if !o.noRun {
 		r.start(o.maxQueued)
 	}
@@ -101,7 +111,7 @@ func newRigWith(t *testing.T, o rigOpts) *rig {
 // start runs a dispatcher on the rig's broker, as a (re)started poller.
 func (r *rig) start(maxQueued int) {
 	r.reg = prometheus.NewRegistry()
-	r.d = dispatch.New(dispatch.Config{Countries: []string{"RO"}, PollInterval: 50 * time.Millisecond, MaxQueued: maxQueued,
+	r.d = dispatch.New(dispatch.Config{Countries: r.countries, PollInterval: 50 * time.Millisecond, MaxQueued: maxQueued,
 		Claims: r.claims, Clock: r.clk, Log: zaptest.NewLogger(r.t), Reg: r.reg}, r.up, r.b)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop, r.done = cancel, make(chan struct{})
@@ -121,19 +131,33 @@ func (r *rig) restart(maxQueued int) {
 // repeats, so a dispatcher that subscribes late still hears it.
 func (r *rig) heartbeat(ready bool) {
 	r.ready.Store(ready)
-	r.once.Do(func() {
-		go func() {
-			for {
-				b, _ := json.Marshal(schema.ModemStatus{V: 1, Ready: r.ready.Load(), At: time.Now(), ValidFor: schema.Duration(time.Second)})
-				_ = r.modem.Publish(schema.StatusSubject, b)
-				select {
-				case <-r.t.Context().Done():
-					return
-				case <-time.After(20 * time.Millisecond):
-				}
-			}
-		}()
+	r.once.Do(func() { r.beat(r.t.Context(), "rig", "i1", &r.ready) })
+}
+
+// beat publishes modem id's heartbeat (instance inst) every 20 ms, saying
+// what ready says, until ctx ends; countries are its MODEM_COUNTRIES.
+func (r *rig) beat(ctx context.Context, id, inst string, ready *atomic.Bool, countries ...string) {
+	r.beatWith(ctx, func() schema.ModemStatus {
+		return schema.ModemStatus{V: 1, ID: id, Instance: inst, Countries: countries, Ready: ready.Load()}
 	})
+}
+
+// beatWith publishes what st returns as a heartbeat every 20 ms, valid
+// for a second, until ctx ends.
+func (r *rig) beatWith(ctx context.Context, st func() schema.ModemStatus) {
+	go func() {
+		for {
+			hb := st()
+			hb.At, hb.ValidFor = time.Now(), schema.Duration(time.Second)
+			b, _ := json.Marshal(hb)
+			_ = r.modem.Publish(schema.StatusSubjectFor(hb.ID), b)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
 }
 
 func (r *rig) seed(text string, ttl *int, age time.Duration) string {
