@@ -760,6 +760,14 @@ func (d *Dispatcher) report(ctx context.Context, msg jetstream.Msg) {
 		log.Warn("claim record unreadable; retrying the result", zap.Error(err))
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
+	case rec.State == claims.Reported && r.Status == schema.StatusUnknown:
+		// Another modem that found the SMS attempted elsewhere says Unknown
+		// about a job whose result is already in (a failover after the
+		// first modem reported but before it acked): it knows less.
+		d.m.refused.WithLabelValues("already_reported").Inc()
+		log.Warn("result refused: Unknown after the SMS was reported", zap.Stringer("reported", rec.Status))
+		_ = msg.TermWithReason("refused: already_reported")
+		return
 	}
 	err = d.up.Report(ctx, r)
 	d.apiResult(err)

@@ -346,3 +346,44 @@ func TestClockAnswersTheModem(t *testing.T) {
 		t.Fatalf("clock reading %+v (%v)", cr, err)
 	}
 }
+
+// A failover can bring a second result for a job that is already reported:
+// the first modem sent and reported it, died before its ack, and the modem
+// that got the job back found it attempted elsewhere and says Unknown. The
+// Unknown is refused; the SMS stays Sent. (The results stream's dedup
+// window absorbs the same job id for a while; this holds after it too.)
+func TestUnknownAfterReportIsRefused(t *testing.T) {
+	r := newRig(t, 2)
+	id := r.seed("sent, then Unknown", nil, 0)
+	r.heartbeat(true)
+	msg, job := r.pull()
+	r.finish(msg, job, schema.StatusSent)
+	r.wait("Sent", func(v *smsapi.View) bool { return status(v, id) == schema.StatusSent })
+	r.eventually("the claim record reported", func() bool {
+		rec, err := r.claims.Get(context.Background(), job.Tenant, id)
+		return err == nil && rec.State == "reported"
+	})
+	patches := func() int {
+		n := 0
+		for _, q := range r.api.Requests() {
+			if q.Method == http.MethodPatch {
+				n++
+			}
+		}
+		return n
+	}
+	before := patches()
+	late, _ := json.Marshal(schema.Result{V: 1, JobID: job.ID, SmsID: id, Tenant: job.Tenant, Status: schema.StatusUnknown, Code: "attempted_elsewhere"})
+	if _, err := r.mjs.Publish(context.Background(), schema.ResultsSubject+".unknown", late); err != nil { // no msg id: past the dedup window
+		t.Fatal(err)
+	}
+	r.eventually("the late Unknown refused", func() bool {
+		return r.counter("sms_poller_results_refused_total", "reason", "already_reported") == 1
+	})
+	if m, _ := r.api.Get(id); m.Status != schema.StatusSent {
+		t.Fatalf("SMS is %v after the late Unknown, want Sent", m.Status)
+	}
+	if n := patches(); n != before {
+		t.Fatalf("%d PATCHes after the late Unknown, want none", n-before)
+	}
+}

@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sms_poller_results_refused_total",
-			Help: "Results not reported because no modem may send them: undecodable, a status a modem may not report, or no job of this poller (not_issued).",
+			Help: "Results not reported because no modem may send them: undecodable, a status a modem may not report, no job of this poller (not_issued), or Unknown for an SMS already reported (already_reported).",
 		}, []string{"reason"}),
 		claimRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sms_poller_claims_refused_total",
