@@ -37,15 +37,16 @@ type plan struct {
 	batchN      int           // SMS queued for the utilisation run and the gammu comparison
 	idleSamples int           // single SMS into an idle gateway
 	idleWindow  time.Duration // how long the worked stack is left alone
+	scaleN      int           // SMS per modem in each scaling run
 }
 
 func planFor(quick bool) plan {
 	if quick {
-		return plan{overheadN: 200, batchN: 20, idleSamples: 2, idleWindow: time.Minute}
+		return plan{overheadN: 200, batchN: 20, idleSamples: 2, idleWindow: time.Minute, scaleN: 5}
 	}
 	// Ten idle minutes would not fit the ten-minute budget after the
 	// overhead run, so the window is eight; CPU is reported per minute.
-	return plan{overheadN: 1000, batchN: 60, idleSamples: 5, idleWindow: 8 * time.Minute}
+	return plan{overheadN: 1000, batchN: 60, idleSamples: 5, idleWindow: 8 * time.Minute, scaleN: 30}
 }
 
 type runner struct {
@@ -66,6 +67,7 @@ type results struct {
 	latency        latencyResult
 	util, ours0    batchResult
 	gammu1, gammu0 *gammuResult
+	scale          []scaleResult // one per scaleModems entry, in order
 }
 
 // Run carries out the whole bench and returns the report. The work files
@@ -117,8 +119,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 // measure runs the phases. The overhead run goes first, alone. Its stack
 // then idles for the idle window, while the rest runs on stacks of its own:
-// the idle-latency samples, the two 1 s/part runs side by side (network
-// time dominates them), then the two zero-latency runs one after the
+// the idle-latency samples, the 1 s/part runs side by side (network time
+// dominates them: utilisation, gammu-smsd, and the scaling runs one after
+// the other), then the two zero-latency runs one after the
 // other, since those compete for CPU. The idle window counts CPU only from
 // when the rest has ended, if it ends in time.
 func (r *runner) measure(ctx context.Context, p plan, withGammu bool) (results, error) {
@@ -156,6 +159,18 @@ func (r *runner) measure(ctx context.Context, p plan, withGammu bool) (results, 
 			run("utilisation (1 s/part)", func() (err error) {
 				res.util, err = r.batch(ctx, "utilisation", p.batchN, time.Second)
 				return
+			})
+		})
+		slow.Go(func() {
+			run("scaling (1, 2, 4 modems, 1 s/part)", func() error {
+				for _, n := range scaleModems {
+					sr, err := r.scaling(ctx, n, p.scaleN)
+					if err != nil {
+						return err
+					}
+					res.scale = append(res.scale, sr)
+				}
+				return nil
 			})
 		})
 		if withGammu {
@@ -241,14 +256,6 @@ func (rep *Report) fill(res results, bin string) error {
 		rep.add(sec, b+" binary size", mb(fi.Size()), "MB", nil)
 	}
 
-	sec = "6 Disk"
-	perSMS := func(b int64) float64 { return float64(b) / float64(ov.n) / 1e3 }
-	rep.add(sec, "written to storage per SMS, sms-poller", perSMS(ov.cpu.pollerWrites), "KB", nil)
-	rep.add(sec, "written to storage per SMS, sms-modem", perSMS(ov.cpu.modemWrites), "KB", nil)
-	rep.add(sec, "written to storage per SMS, both", perSMS(ov.cpu.pollerWrites+ov.cpu.modemWrites), "KB", &Target{"<=", 16})
-	rep.add(sec, fmt.Sprintf("ledger on disk after %d SMS", ov.n), float64(ov.ledger)/1e3, "KB", nil)
-	rep.add(sec, fmt.Sprintf("broker store on disk after %d SMS", ov.n), mb(ov.store), "MB", nil)
-
 	sec = "5 vs gammu-smsd"
 	rep.add(sec, fmt.Sprintf("ours, %d SMS, 0 s/part", res.ours0.n), res.ours0.throughput, "SMS/s", nil)
 	if g := res.gammu0; g != nil {
@@ -267,6 +274,29 @@ func (rep *Report) fill(res results, bin string) error {
 		rep.add(sec, "ours / gammu-smsd, peak RSS", float64(res.ours0.peak)/float64(g.peak), "×", nil)
 	}
 
+	sec = "6 Disk"
+	perSMS := func(b int64) float64 { return float64(b) / float64(ov.n) / 1e3 }
+	rep.add(sec, "written to storage per SMS, sms-poller", perSMS(ov.cpu.pollerWrites), "KB", nil)
+	rep.add(sec, "written to storage per SMS, sms-modem", perSMS(ov.cpu.modemWrites), "KB", nil)
+	rep.add(sec, "written to storage per SMS, both", perSMS(ov.cpu.pollerWrites+ov.cpu.modemWrites), "KB", &Target{"<=", 16})
+	rep.add(sec, fmt.Sprintf("ledger on disk after %d SMS", ov.n), float64(ov.ledger)/1e3, "KB", nil)
+	rep.add(sec, fmt.Sprintf("broker store on disk after %d SMS", ov.n), mb(ov.store), "MB", nil)
+
+	sec = "7 Scaling"
+	if len(res.scale) > 0 {
+		one := res.scale[0].throughput
+		for _, sr := range res.scale {
+			modems := fmt.Sprintf("%d modems", sr.modems)
+			if sr.modems == 1 {
+				modems = "1 modem"
+			}
+			rep.add(sec, fmt.Sprintf("%s, %d SMS, 1 s/part", modems, sr.n), sr.throughput, "SMS/s", nil)
+			if sr.modems > 1 {
+				rep.add(sec, fmt.Sprintf("%d modems / 1 modem", sr.modems), sr.throughput/one, "×", &Target{">=", 0.95 * float64(sr.modems)})
+			}
+		}
+	}
+
 	rep.note("gateway: product defaults POLL_INTERVAL=%s, MAX_QUEUED_JOBS=%d, JOB_ACK_WAIT=%s, %s, LOG_LEVEL=info",
 		pollInterval, maxQueued, ackWait, strings.Join(modemDefaults, ", "))
 	rep.note("runs 1, 2 and 5 seed the whole queue before the services start; throughput in 1 is SMS over first claim → last confirmed PATCH (API stand-in's history)")
@@ -274,6 +304,13 @@ func (rep *Report) fill(res results, bin string) error {
 	rep.note("our end-to-end (first claim → last PATCH) for the same batches: %s SMS/s at 0 s/part, %s SMS/s at 1 s/part",
 		FormatValue(res.ours0.endToEnd), FormatValue(res.util.endToEnd))
 	rep.note("6: write_bytes from /proc/<pid>/io over run 1 (every write fsync'd: the broker's file store, the claim records, the ledger journal); sizes are allocated blocks (du); KB are 10³ bytes")
+	if len(res.scale) > 0 {
+		var shares []string
+		for _, sr := range res.scale {
+			shares = append(shares, fmt.Sprintf("%d: %v", sr.modems, sr.perModem))
+		}
+		rep.note("7: every modem ready before the SMS are seeded; SMS over the first AT+CMGS on any simulator → the last answer on any; SMS per modem %s", strings.Join(shares, "; "))
+	}
 	rep.note("3 seeds each SMS at a random point of the poller's %s sleep, on a stack of its own, while runs 2 and 5 go on", pollInterval)
 	rep.note("4: peak RSS is VmHWM at the end of run 1; the idle window (%s) follows run 1 on the same stack; RSS beyond the anonymous part is mostly the executable's own pages; MB are 10⁶ bytes", res.idle.window)
 	if res.idle.quiet {
