@@ -52,9 +52,9 @@ const (
 	readyTimeout  = 10 * time.Second
 	// tlsTimeout bounds a client's TLS handshake; above the server's 2 s
 	// default for a modem on another Pi behind Wi-Fi or a VPN.
-	tlsTimeout = 5 * time.Second
-	drainTimeout  = 5 * time.Second
-	flushTimeout  = 5 * time.Second
+	tlsTimeout   = 5 * time.Second
+	drainTimeout = 5 * time.Second
+	flushTimeout = 5 * time.Second
 )
 
 var (
