@@ -50,11 +50,11 @@ const (
 	// dead-job handling, stream info) out of the modem user's _INBOX.> view.
 	internalInbox = "_POLLER_INBOX"
 	readyTimeout  = 10 * time.Second
+	drainTimeout  = 5 * time.Second
+	flushTimeout  = 5 * time.Second
 	// tlsTimeout bounds a client's TLS handshake; above the server's 2 s
 	// default for a modem on another Pi behind Wi-Fi or a VPN.
-	tlsTimeout   = 5 * time.Second
-	drainTimeout = 5 * time.Second
-	flushTimeout = 5 * time.Second
+	tlsTimeout = 5 * time.Second
 )
 
 var (
