@@ -56,11 +56,15 @@ func NewCA(t testing.TB, cn string) *CA {
 }
 
 // Server issues a server certificate for cn, valid from an hour ago for
-// validFor, with 127.0.0.1, ::1 and localhost as subject alternative
-// names, and returns the certificate and key files (the key 0600).
-func (ca *CA) Server(cn string, validFor time.Duration) (certFile, keyFile string) {
+// validFor, and returns the certificate and key files (the key 0600). Its
+// subject alternative names are hosts (names or IP addresses), by default
+// localhost, 127.0.0.1 and ::1.
+func (ca *CA) Server(cn string, validFor time.Duration, hosts ...string) (certFile, keyFile string) {
 	t := ca.t
 	t.Helper()
+	if len(hosts) == 0 {
+		hosts = []string{"localhost", "127.0.0.1", "::1"}
+	}
 	key := newKey(t)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(t),
@@ -69,8 +73,13 @@ func (ca *CA) Server(cn string, validFor time.Duration) (certFile, keyFile strin
 		NotAfter:     time.Now().Add(validFor),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
