@@ -93,7 +93,7 @@ func (c Config) Validate() error {
 	}
 	if c.NATSCA != "" {
 		if err == nil && u.Scheme != "tls" {
-			bad("NATS_CA", c.NATSCA, "to be set only with a tls://host:port NATS_URL (NATS_URL is "+c.NATSURL+")")
+			bad("NATS_CA", c.NATSCA, "it only with NATS_URL=tls://host:port (NATS_URL is "+c.NATSURL+")")
 		} else if _, err := loadCA(c.NATSCA); err != nil {
 			bad("NATS_CA", c.NATSCA, "a readable PEM file with the CA certificate that signed the poller's NATS_TLS_CERT ("+err.Error()+")")
 		}
