@@ -65,7 +65,7 @@ func TestOperatorCommands(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond) // polling a separate process's state
 	}
-	if r.code != 0 || strings.Count(r.stdout, "\n") != 8 || !strings.Contains(r.stdout, "OK    modem") || strings.Contains(r.stdout, "\x1b[") {
+	if r.code != 0 || strings.Count(r.stdout, "\n") != 9 || !strings.Contains(r.stdout, "OK    modem") || strings.Contains(r.stdout, "\x1b[") {
 		t.Fatalf("check: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 

@@ -64,6 +64,16 @@ type Options struct {
 	ModemEnv   []string // extra KEY=VALUE for the modem
 	NoServices bool     // start only the stand-ins
 	Log        *zap.Logger
+	// BrokerTLS, when set, makes the poller's broker listener require TLS
+	// (NATS_TLS_CERT, NATS_TLS_KEY); every modem then connects to
+	// tls://127.0.0.1:port and verifies with NATS_CA.
+	BrokerTLS *BrokerTLS
+}
+
+// BrokerTLS names the PEM files of a broker listener with TLS.
+type BrokerTLS struct {
+	CertFile, KeyFile string // the poller's NATS_TLS_CERT and NATS_TLS_KEY
+	CAFile            string // the modems' NATS_CA
 }
 
 // Stack is a running gateway on stand-ins.
@@ -78,7 +88,7 @@ type Stack struct {
 	// PollerHTTP and ModemHTTP are the services' health/metrics addresses.
 	PollerHTTP, ModemHTTP string
 	// NATSURL is the poller's broker, for clients with the modem's
-	// credentials (NATSUser, NATSPassword).
+	// credentials (NATSUser, NATSPassword): tls:// with Options.BrokerTLS.
 	NATSURL   string
 	ModemLink string // the pty symlink the modem opens
 
@@ -195,6 +205,9 @@ func (s *Stack) buildProcs() error {
 	}
 	s.PollerHTTP = "127.0.0.1:" + strconv.Itoa(pHTTP)
 	s.NATSURL = "nats://127.0.0.1:" + strconv.Itoa(natsPort)
+	if o.BrokerTLS != nil {
+		s.NATSURL = "tls://127.0.0.1:" + strconv.Itoa(natsPort)
+	}
 	s.ModemHTTP = "127.0.0.1:" + strconv.Itoa(mHTTP)
 	logTo := func(name string) (io.Writer, error) {
 		if o.Logs != nil {
@@ -233,19 +246,24 @@ func (s *Stack) buildProcs() error {
 		"JOB_ACK_WAIT="+o.AckWait.String(),
 		"MAX_QUEUED_JOBS="+strconv.Itoa(o.MaxQueued),
 	)
-	menv := append(append([]string{}, common...),
+	mcommon := common
+	if t := o.BrokerTLS; t != nil {
+		penv = append(penv, "NATS_TLS_CERT="+t.CertFile, "NATS_TLS_KEY="+t.KeyFile)
+		mcommon = append(append([]string{}, common...), "NATS_CA="+t.CAFile)
+	}
+	menv := append(append([]string{}, mcommon...),
 		"MODEM_DEVICE="+s.ModemLink,
 		"MODEM_PIN="+o.Sim.PIN,
 		"MODEM_TIMEOUT=5s",
 		"MODEM_SEND_TIMEOUT=30s",
 		"MODEM_KEEPALIVE=5s",
-		"NATS_URL=nats://127.0.0.1:"+strconv.Itoa(natsPort),
+		"NATS_URL="+s.NATSURL,
 		"MODEM_DATA_DIR="+filepath.Join(o.Dir, "modem"),
 		"HTTP_ADDR="+s.ModemHTTP,
 	)
 	s.Poller = newProc("sms-poller", filepath.Join(o.Bin, "sms-poller"), append(penv, o.PollerEnv...), pOut)
 	s.Modem = newProc("sms-modem", filepath.Join(o.Bin, "sms-modem"), append(menv, o.ModemEnv...), mOut)
-	s.menv = common
+	s.menv = mcommon
 	return nil
 }
 

@@ -1,7 +1,10 @@
 package app
 
 import (
+	"crypto/x509"
+	"errors"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -25,7 +28,8 @@ type Config struct {
 	Country     string          `env:"MODEM_COUNTRY" envDefault:"RO" help:"region for national numbers"`
 	ModemID     string          `env:"MODEM_ID" help:"this modem's name on the broker (heartbeat, metrics, sms-poller check); unique per modem; default its IMEI"`
 	RateLimit   string          `env:"MODEM_RATE_LIMIT" help:"most SMS parts in any sliding window, e.g. 6/m or 10/m,300/h,1000/d (units s, m, h, d); empty is none"`
-	NATSURL     string          `env:"NATS_URL" envDefault:"nats://poller:4222" help:"the poller's broker"`
+	NATSURL     string          `env:"NATS_URL" envDefault:"nats://poller:4222" help:"the poller's broker: nats://host:port, or tls://host:port when the poller sets NATS_TLS_CERT"`
+	NATSCA      string          `env:"NATS_CA" help:"PEM file of the CA that signed the poller's NATS_TLS_CERT (needs a tls:// NATS_URL); empty: the system's roots"`
 	NATSUser    string          `env:"NATS_USER" help:"broker user (required by the service)"`
 	NATSPass    string          `env:"NATS_PASSWORD,unset" help:"broker password (required by the service)"`
 	DataDir     string          `env:"MODEM_DATA_DIR" envDefault:"/data" help:"directory of the send ledger"`
@@ -83,8 +87,16 @@ func (c Config) Validate() error {
 	if cc := c.Country; len(cc) != 2 || strings.Trim(strings.ToUpper(cc), "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
 		bad("MODEM_COUNTRY", cc, "a two-letter ISO country code, e.g. RO")
 	}
-	if u, err := url.Parse(c.NATSURL); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
-		bad("NATS_URL", c.NATSURL, "nats://host:port, e.g. nats://poller:4222")
+	u, err := url.Parse(c.NATSURL)
+	if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
+		bad("NATS_URL", c.NATSURL, "nats://host:port or tls://host:port, e.g. nats://poller:4222")
+	}
+	if c.NATSCA != "" {
+		if err == nil && u.Scheme != "tls" {
+			bad("NATS_CA", c.NATSCA, "it only with NATS_URL=tls://host:port (NATS_URL is "+c.NATSURL+")")
+		} else if _, err := loadCA(c.NATSCA); err != nil {
+			bad("NATS_CA", c.NATSCA, "a readable PEM file with the CA certificate that signed the poller's NATS_TLS_CERT ("+err.Error()+")")
+		}
 	}
 	if c.ModemID != "" && !schema.ValidModemID(c.ModemID) {
 		bad("MODEM_ID", c.ModemID, "1 to 32 letters, digits, '-' or '_', unique per modem, e.g. pi1-ro")
@@ -103,6 +115,20 @@ func (c Config) Validate() error {
 		return errs
 	}
 	return nil
+}
+
+// loadCA reads a PEM file of CA certificates, as nats.RootCAs does on
+// every TLS handshake, and fails on one without any.
+func loadCA(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, errors.New("no PEM CERTIFICATE block in it")
+	}
+	return pool, nil
 }
 
 // Logging implements cli.Logged.

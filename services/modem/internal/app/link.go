@@ -2,8 +2,11 @@ package app
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,10 +70,11 @@ func newLink(cfg Config, log *zap.Logger, reg prometheus.Registerer) *link {
 			Name: "sms_modem_broker_reconnects_total", Help: "Broker connections re-established after one was lost.",
 		}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sms_modem_broker_connect_failures_total", Help: "Failed broker connection attempts; reason auth = credentials refused.",
+			Name: "sms_modem_broker_connect_failures_total", Help: "Failed broker connection attempts; reason auth = credentials refused, tls = TLS handshake or the poller's certificate failed.",
 		}, []string{"reason"}),
 	}
 	l.failures.WithLabelValues("auth")
+	l.failures.WithLabelValues("tls")
 	l.failures.WithLabelValues("other")
 	if reg != nil {
 		reg.MustRegister(l.connected, l.reconnects, l.failures)
@@ -140,7 +144,7 @@ func (l *link) dial(ctx context.Context, redial bool) (*nats.Conn, error) {
 }
 
 func (l *link) options() []nats.Option {
-	return []nats.Option{
+	opts := []nats.Option{
 		nats.Name("sms-modem"),
 		nats.UserInfo(l.cfg.NATSUser, l.cfg.NATSPass),
 		nats.MaxReconnects(-1),
@@ -194,6 +198,12 @@ func (l *link) options() []nats.Option {
 			}
 		}),
 	}
+	if l.cfg.NATSCA != "" {
+		// Read on every TLS handshake: a corrected CA file is used by the
+		// next attempt, without a restart.
+		opts = append(opts, nats.RootCAs(l.cfg.NATSCA))
+	}
+	return opts
 }
 
 // reconnectDelay paces nats.go's reconnects with the shared back-off;
@@ -234,13 +244,16 @@ func (l *link) setDown(err error) {
 }
 
 // failed records a failed connection attempt: counted, shown in /readyz,
-// and logged at ERROR (credentials refused) or WARN (anything else) when
-// it is new or last logged a while ago.
+// and logged at ERROR (credentials refused, TLS failed) or WARN (anything
+// else) when it is new or last logged a while ago.
 func (l *link) failed(err error) {
 	reason, lvl := "other", l.log.Warn
 	if isAuthErr(err) {
 		reason, lvl = "auth", l.log.Error
 		err = fmt.Errorf("%w (the poller does not accept NATS_USER %q with this NATS_PASSWORD)", err, l.cfg.NATSUser)
+	} else if hint := tlsHint(err, l.cfg); hint != "" {
+		reason, lvl = "tls", l.log.Error
+		err = fmt.Errorf("%w (%s)", err, hint)
 	}
 	l.failures.WithLabelValues(reason).Inc()
 	l.setDown(err)
@@ -259,4 +272,39 @@ func (l *link) failed(err error) {
 func isAuthErr(err error) bool {
 	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
 		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired)
+}
+
+// tlsHint says which setting to look at when err is a failed TLS
+// connection to the poller, and is "" for any other error.
+func tlsHint(err error, cfg Config) string {
+	host := cfg.NATSURL
+	if u, perr := url.Parse(cfg.NATSURL); perr == nil {
+		host = u.Hostname()
+	}
+	if errors.Is(err, nats.ErrSecureConnWanted) {
+		return "NATS_URL is tls:// but the poller's broker does not offer TLS: set NATS_TLS_CERT and NATS_TLS_KEY on the poller, or use nats://"
+	}
+	if unknown, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+		switch {
+		case cfg.NATSCA == "" && strings.HasPrefix(cfg.NATSURL, "nats://"):
+			return "the poller's broker requires TLS: set NATS_URL=tls://" + host + ":port and NATS_CA to the CA that signed its NATS_TLS_CERT"
+		case cfg.NATSCA == "":
+			return "the poller's certificate is not signed by a CA this host trusts: set NATS_CA to the CA that signed its NATS_TLS_CERT"
+		}
+		issuer := ""
+		if unknown.Cert != nil {
+			issuer = " (it is issued by " + unknown.Cert.Issuer.String() + ")"
+		}
+		return "the poller's certificate is not signed by the CA in NATS_CA " + cfg.NATSCA + issuer
+	}
+	if _, ok := errors.AsType[x509.HostnameError](err); ok {
+		return "the poller's certificate is not for " + host + ", the host in NATS_URL: its subject alternative names must include it"
+	}
+	if inv, ok := errors.AsType[x509.CertificateInvalidError](err); ok && inv.Reason == x509.Expired {
+		return "the poller's certificate has expired or is not valid yet: renew NATS_TLS_CERT on the poller, or check the clocks"
+	}
+	if errors.Is(err, nats.ErrTLS) {
+		return "the TLS handshake with the poller's broker failed: check NATS_URL, NATS_CA and the poller's NATS_TLS_CERT"
+	}
+	return ""
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sensorsreport/smsgw/services/poller/internal/broker"
@@ -48,8 +49,19 @@ func run(ctx context.Context, cfg Config, log *zap.Logger, started func(*broker.
 		return err
 	}
 
+	brokerTLS, leaf, err := cfg.brokerTLS()
+	if err != nil {
+		return err
+	}
+	logBrokerTLS(log.Named("broker"), cfg, leaf)
+	if leaf != nil {
+		hs.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sms_poller_broker_tls_cert_expiry_timestamp_seconds",
+			Help: "When the broker listener's certificate (NATS_TLS_CERT) expires, in Unix seconds.",
+		}, func() float64 { return float64(leaf.NotAfter.Unix()) }))
+	}
 	b, err := broker.Start(ctx, broker.Config{
-		Listen: cfg.NATSListen, StoreDir: cfg.StoreDir,
+		Listen: cfg.NATSListen, TLS: brokerTLS, StoreDir: cfg.StoreDir,
 		ModemUser: cfg.NATSUser, ModemPassword: cfg.NATSPass,
 		MaxStore: cfg.MaxStoreMB << 20, AckWait: cfg.AckWait.D(), MaxDeliver: cfg.MaxDeliver,
 		Log: log.Named("broker"),

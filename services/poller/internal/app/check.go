@@ -77,6 +77,7 @@ func Check(ctx context.Context, cfg Config, log *zap.Logger, out func(CheckLine)
 	c.health(ctx)
 	c.provider(ctx)
 	c.store()
+	c.listenerTLS()
 	c.modem(ctx)
 	if c.failed {
 		return 1
@@ -261,6 +262,35 @@ func (c *checker) store() {
 		return
 	}
 	c.emit(CheckLine{OK, name, dir + note, nil})
+}
+
+// listenerTLS reports whether the broker listener requires TLS and with
+// which certificate; plain TCP is fine for modems on this host or compose
+// network, so it is OK too. It fails on a certificate that is expired, not yet
+// valid, within 14 days of its end or without subject alternative names;
+// a private key every user may read is named in the detail.
+func (c *checker) listenerTLS() {
+	const name = "broker listener"
+	_, leaf, err := c.cfg.brokerTLS()
+	switch {
+	case err != nil: // Validate already refused it; kept for callers that skip it
+		c.emit(CheckLine{FAIL, name, err.Error(), []string{"NATS_TLS_CERT", "NATS_TLS_KEY"}})
+		return
+	case leaf == nil:
+		c.emit(CheckLine{OK, name, "plain TCP on " + c.cfg.NATSListen +
+			", for modems on this host or compose network; set NATS_TLS_CERT and NATS_TLS_KEY before a modem on another host joins", nil})
+		return
+	}
+	now := time.Now()
+	detail := "TLS required on " + c.cfg.NATSListen + ", cert " + describeCert(leaf, now)
+	if worldReadable(c.cfg.NATSTLSKey) {
+		detail += "; warning: NATS_TLS_KEY " + c.cfg.NATSTLSKey + " is readable by every user (chmod 640)"
+	}
+	if p := certProblem(leaf, now); p != "" {
+		c.emit(CheckLine{FAIL, name, detail + ": " + p, []string{"NATS_TLS_CERT"}})
+		return
+	}
+	c.emit(CheckLine{OK, name, detail, nil})
 }
 
 // modem reads the running poller's sms_poller_modem_ready gauge (1 while a

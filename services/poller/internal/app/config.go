@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"net"
 	"net/url"
 	"os"
@@ -33,7 +34,7 @@ type Config struct {
 	Password      string `env:"KEYCLOAK_PASSWORD,unset" help:"that user's password"`
 	OIDCScopes    string `env:"OIDC_SCOPES" envDefault:"openid" help:"scopes sent with the login, space- or comma-separated (dex needs openid)"`
 
-	NATSListen string `env:"NATS_LISTEN" envDefault:"0.0.0.0:4222" help:"embedded broker address (for the modem; never publish it)"`
+	NATSListen string `env:"NATS_LISTEN" envDefault:"0.0.0.0:4222" help:"embedded broker address (for the modems; publish it only with TLS on)"`
 	NATSUser   string `env:"NATS_USER,required" help:"user the modem logs in to the broker with"`
 	NATSPass   string `env:"NATS_PASSWORD,required,unset" help:"that user's password"`
 	StoreDir   string `env:"NATS_STORE_DIR" envDefault:"/data" help:"JetStream file store directory"`
@@ -48,6 +49,11 @@ type Config struct {
 	// signed with the secret; empty keeps them in the broker only.
 	WebhookURL    string `env:"INCOMING_WEBHOOK_URL" help:"where incoming SMS and delivery reports are POSTed; empty keeps them in the broker"`
 	WebhookSecret string `env:"INCOMING_WEBHOOK_SECRET,unset" help:"HMAC-SHA256 key of X-Smsgw-Signature (required with a URL)"`
+
+	// Both set: the broker listener requires TLS, for modems on other
+	// hosts (README "A second Pi with its own modem").
+	NATSTLSCert string `env:"NATS_TLS_CERT" help:"PEM certificate (chain) of the broker listener; with NATS_TLS_KEY the listener requires TLS"`
+	NATSTLSKey  string `env:"NATS_TLS_KEY" help:"PEM private key of NATS_TLS_CERT (keep it chmod 640 or 600)"`
 
 	// Beyond the documented interface: tuning with safe defaults.
 	MaxQueued  int             `env:"MAX_QUEUED_JOBS" envDefault:"2" help:"unsent jobs allowed to wait per ready modem"`
@@ -99,6 +105,10 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
 		bad("NATS_LISTEN", c.NATSListen, "host:port, e.g. 0.0.0.0:4222")
+	}
+	if _, _, err := c.brokerTLS(); err != nil {
+		ce, _ := errors.AsType[*config.Error](err) // brokerTLS returns nothing else
+		errs = append(errs, ce)
 	}
 	if c.StoreDir == "" {
 		errs = append(errs, config.Missing("NATS_STORE_DIR", "a directory for the JetStream store"))

@@ -85,7 +85,7 @@ func runCheck(t *testing.T, cfg Config) (int, map[string]CheckLine, string) {
 	return code, lines, out.String()
 }
 
-var checkNames = []string{"configuration", "OIDC discovery", "login", "SMS API health", "SMS API prefix", "provider", "broker store", "modem"}
+var checkNames = []string{"configuration", "OIDC discovery", "login", "SMS API health", "SMS API prefix", "provider", "broker store", "broker listener", "modem"}
 
 func expect(t *testing.T, lines map[string]CheckLine, out string, want map[string]Outcome, fix map[string]string) {
 	t.Helper()

@@ -1,7 +1,8 @@
 // Package broker runs the nats-server with JetStream that the poller embeds
 // and owns the stream and consumer topology the modem binds to. The modem
-// reaches it over TCP with a least-privilege user, the poller through an
-// in-process pipe with a per-start internal user. Every write is fsynced,
+// reaches it over TCP (TLS when Config.TLS is set) with a least-privilege
+// user, the poller through an in-process pipe with a per-start internal
+// user, which needs no TLS. Every write is fsynced,
 // store limits are fixed rather than sized from free disk, and a fatal
 // server error (also one at run time, such as JetStream shut down by the
 // server) closes Done and shows in Err instead of exiting the process.
@@ -10,6 +11,7 @@ package broker
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -50,6 +52,9 @@ const (
 	readyTimeout  = 10 * time.Second
 	drainTimeout  = 5 * time.Second
 	flushTimeout  = 5 * time.Second
+	// tlsTimeout bounds a client's TLS handshake; above the server's 2 s
+	// default for a modem on another Pi behind Wi-Fi or a VPN.
+	tlsTimeout = 5 * time.Second
 )
 
 var (
@@ -70,6 +75,10 @@ var (
 type Config struct {
 	// Listen is host:port for modem clients; port -1 picks a free port.
 	Listen string
+	// TLS, when set, makes the client listener require TLS with this
+	// server configuration (NATS_TLS_CERT, NATS_TLS_KEY). The in-process
+	// connection of the poller itself stays plain.
+	TLS *tls.Config
 	// StoreDir holds the file store; the server appends /jetstream.
 	StoreDir string
 	// ModemUser and ModemPassword are the credentials the modem connects
@@ -188,6 +197,10 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		DisableJetStreamBanner: true,
 		Users:                  users,
 	}
+	if cfg.TLS != nil {
+		opts.TLSConfig = cfg.TLS
+		opts.TLSTimeout = tlsTimeout.Seconds()
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("%w: new server: %w", ErrConfig, err)
@@ -207,7 +220,7 @@ func Start(ctx context.Context, cfg Config) (*Broker, error) {
 		b.Shutdown()
 		return nil, err
 	}
-	b.log.Info("broker started", zap.String("listen", srv.Addr().String()), zap.String("store", cfg.StoreDir))
+	b.log.Info("broker started", zap.String("listen", srv.Addr().String()), zap.Bool("tls", cfg.TLS != nil), zap.String("store", cfg.StoreDir))
 	go b.watch()
 	return b, nil
 }
@@ -248,7 +261,11 @@ func (b *Broker) init(ctx context.Context, host, internalPass string) error {
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	b.url = "nats://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+	scheme := "nats://"
+	if b.cfg.TLS != nil {
+		scheme = "tls://"
+	}
+	b.url = scheme + net.JoinHostPort(host, strconv.Itoa(addr.Port))
 
 	nc, err := nats.Connect("",
 		nats.InProcessServer(b.srv),
@@ -322,7 +339,8 @@ func (b *Broker) JetStream() jetstream.JetStream { return b.js }
 // Claims returns the bucket of claim records.
 func (b *Broker) Claims() jetstream.KeyValue { return b.claims }
 
-// ClientURL is the URL a client on this host reaches the broker at.
+// ClientURL is the URL a client on this host reaches the broker at:
+// tls://host:port when the listener requires TLS, else nats://host:port.
 func (b *Broker) ClientURL() string { return b.url }
 
 // Done is closed when the broker stops serving: after Shutdown or a fatal
