@@ -104,7 +104,7 @@ image-sizes: ## print image sizes; fail if sms-poller or sms-modem is over IMAGE
 # The secret file of .env.example does not exist in a checkout; the demo's does.
 COMPOSE_CHECK_ENV := NATS_PASSWORD_HOST_FILE=./deploy/demo-nats-password
 
-compose-config: ## validate docker-compose.yml and its variants (base, demo, hot-plug, legacy, privileged, second modem, balena)
+compose-config: ## validate docker-compose.yml and its variants (base, demo, hot-plug, legacy, privileged, second modem, TLS broker, modem-only Pi, balena)
 	@test -n '$(COMPOSE)' || { echo "neither 'docker compose' nor docker-compose found"; exit 1; }
 	$(COMPOSE_CHECK_ENV) $(COMPOSE) --env-file .env.example config -q
 	$(COMPOSE) --env-file deploy/demo.env --profile demo config -q
@@ -114,4 +114,6 @@ compose-config: ## validate docker-compose.yml and its variants (base, demo, hot
 		$(COMPOSE) --env-file .env.example -f docker-compose.yml -f deploy/docker-compose.legacy.yml config -q
 	$(COMPOSE_CHECK_ENV) $(COMPOSE) --env-file .env.example -f docker-compose.yml -f deploy/docker-compose.privileged.yml config -q
 	$(COMPOSE_CHECK_ENV) $(COMPOSE) --env-file .env.example --profile modem2 config -q
+	$(COMPOSE_CHECK_ENV) $(COMPOSE) --env-file .env.example --profile modem2 -f docker-compose.yml -f deploy/docker-compose.tls.yml config -q
+	$(COMPOSE_CHECK_ENV) POLLER_PI_ADDRESS=192.0.2.10 $(COMPOSE) --env-file .env.example -f docker-compose.yml -f deploy/docker-compose.remote-modem.yml config -q
 	$(COMPOSE) --project-directory . -f deploy/balena/docker-compose.yml config -q
