@@ -9,8 +9,13 @@ REVISION     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BUILD_DATE   ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 CLI_PKG      := github.com/sensorsreport/smsgw/shared/cli
 LDFLAGS      := -s -w -X $(CLI_PKG).Version=$(VERSION) -X $(CLI_PKG).Commit=$(REVISION) -X $(CLI_PKG).BuildDate=$(BUILD_DATE)
-PKGS         := ./shared/... ./services/poller/... ./services/modem/... ./services/devstack/...
-MODULES      := shared services/poller services/modem services/devstack
+# services/<svc>/itest is a module of its own: the service's tests that use
+# devstack's stand-ins, kept out of the service's go.mod (and so out of the
+# image's module download). ./services/<svc>/... stops at that nested module,
+# so it is listed on its own.
+PKGS         := ./shared/... ./services/poller/... ./services/poller/itest/... \
+                ./services/modem/... ./services/modem/itest/... ./services/devstack/...
+MODULES      := shared services/poller services/poller/itest services/modem services/modem/itest services/devstack
 STATICCHECK  := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOTESTFLAGS  ?= -race -count=1 -timeout 20m
 

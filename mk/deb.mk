@@ -21,8 +21,10 @@ DEB_SUITE     ?= bookworm
 DEB_MIRROR    ?= http://deb.debian.org/debian
 DEB_ROOTFS    := $(DEB_CACHE)/$(DEB_SUITE)-minbase-systemd.tar
 DEB_IMAGE     ?= smsgw-deb-rootfs:$(DEB_SUITE)
-# Packages whose tests do bit-level or byte-order work (relative to services/modem).
-ARM_TEST_PKGS ?= ./internal/pdu/... ./internal/at/... ./internal/ledger/... ./internal/sender/...
+# Packages whose tests do bit-level or byte-order work (relative to services/modem),
+# and those whose tests live in the itest module (relative to services/modem/itest).
+ARM_TEST_PKGS       ?= ./internal/pdu/... ./internal/at/... ./internal/ledger/...
+ARM_ITEST_TEST_PKGS ?= ./sender/...
 
 .PHONY: deb $(addprefix deb-,$(DEB_ARCHES)) test-arm deb-rootfs e2e-deb
 
@@ -57,7 +59,9 @@ test-arm: ## unit tests of pdu, at, ledger and sender for linux/arm64 and linux/
 	@command -v qemu-aarch64-static >/dev/null && command -v qemu-arm-static >/dev/null || \
 		{ echo "test-arm needs qemu-user-static (apt-get install qemu-user-static)"; exit 1; }
 	cd services/modem && $(ARM_TEST_ENV) GOARCH=arm64 $(GO) test -trimpath -count=1 -exec qemu-aarch64-static $(ARM_TEST_PKGS)
+	cd services/modem/itest && $(ARM_TEST_ENV) GOARCH=arm64 $(GO) test -trimpath -count=1 -exec qemu-aarch64-static $(ARM_ITEST_TEST_PKGS)
 	cd services/modem && $(ARM_TEST_ENV) GOARCH=arm GOARM=6 $(GO) test -trimpath -count=1 -exec qemu-arm-static $(ARM_TEST_PKGS)
+	cd services/modem/itest && $(ARM_TEST_ENV) GOARCH=arm GOARM=6 $(GO) test -trimpath -count=1 -exec qemu-arm-static $(ARM_ITEST_TEST_PKGS)
 
 # The imported image outlives checkouts (CI clones afresh), so it is reused
 # when present; to refresh it: docker image rm $(DEB_IMAGE), rm $(DEB_ROOTFS).

@@ -1,4 +1,4 @@
-package smsapi
+package smsapi_test
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	standin "github.com/sensorsreport/smsgw/services/devstack/smsapi"
+	"github.com/sensorsreport/smsgw/services/poller/internal/smsapi"
 )
 
 // rewriteNext alters the stand-in's real "next" answer (a claim that did
@@ -59,14 +60,14 @@ func TestNextUnusableClaim(t *testing.T) {
 		{"Id not an ObjectId", "t", func(m map[string]any) { m["Id"] = "None"; m["Ttl"] = "abc" }, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRig(t, standin.Options{}, Config{}, rewriteNext(tc.mut))
+			r := newRig(t, standin.Options{}, smsapi.Config{}, rewriteNext(tc.mut))
 			m := alarm(tc.tenant)
 			id := r.api.Seed(m)
 			s, err := r.c.Next(t.Context(), gateway, "RO")
-			if s != nil || !errors.Is(err, ErrBadResponse) || IsTransient(err) {
+			if s != nil || !errors.Is(err, smsapi.ErrBadResponse) || smsapi.IsTransient(err) {
 				t.Fatalf("got %+v, %v; want a permanent ErrBadResponse", s, err)
 			}
-			ce, isClaim := errors.AsType[*ClaimError](err)
+			ce, isClaim := errors.AsType[*smsapi.ClaimError](err)
 			if isClaim != tc.claim {
 				t.Fatalf("ClaimError = %v, want %v: %v", isClaim, tc.claim, err)
 			}
@@ -95,7 +96,7 @@ func TestServerTime(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	}
-	r := newRig(t, standin.Options{}, Config{ServerTime: hook}, dateMW)
+	r := newRig(t, standin.Options{}, smsapi.Config{ServerTime: hook}, dateMW)
 	ctx := t.Context()
 	id := r.api.Seed(alarm("t"))
 	if err := r.c.Health(ctx); err != nil {
@@ -104,10 +105,10 @@ func TestServerTime(t *testing.T) {
 	if _, err := r.c.Next(ctx, gateway, "RO"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.c.Next(ctx, gateway, "RO"); !errors.Is(err, ErrNoSMS) { // a 404
+	if _, err := r.c.Next(ctx, gateway, "RO"); !errors.Is(err, smsapi.ErrNoSMS) { // a 404
 		t.Fatal(err)
 	}
-	if _, err := r.c.Report(ctx, id, "other", Update{Status: 2}); err == nil { // another 404
+	if _, err := r.c.Report(ctx, id, "other", smsapi.Update{Status: 2}); err == nil { // another 404
 		t.Fatal("report with the wrong tenant succeeded")
 	}
 	if len(got) != 4 {
@@ -132,7 +133,7 @@ func TestServerTime(t *testing.T) {
 
 	// An API two hours behind: the hook sees its time, not ours.
 	got = nil
-	behind := newRig(t, standin.Options{ClockOffset: -2 * time.Hour}, Config{ServerTime: hook})
+	behind := newRig(t, standin.Options{ClockOffset: -2 * time.Hour}, smsapi.Config{ServerTime: hook})
 	if err := behind.c.Health(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package app
+package app_test
 
 import (
 	"bytes"
@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/sensorsreport/smsgw/services/devstack/oidc"
 	standin "github.com/sensorsreport/smsgw/services/devstack/smsapi"
+	"github.com/sensorsreport/smsgw/services/poller/internal/app"
 )
 
 const (
@@ -34,7 +34,7 @@ type stack struct {
 	api  *standin.Server
 	idp  *oidc.Provider
 	url  string
-	conf Config
+	conf app.Config
 }
 
 func newStack(t *testing.T, opts standin.Options) *stack {
@@ -50,7 +50,7 @@ func newStack(t *testing.T, opts standin.Options) *stack {
 	mux.Handle("/", api)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &stack{api: api, idp: idp, url: srv.URL, conf: Config{
+	return &stack{api: api, idp: idp, url: srv.URL, conf: app.Config{
 		APIURL: srv.URL, APIPrefix: "/api", Provider: testGW, Countries: []string{"RO"},
 		KeycloakURL: srv.URL, KeycloakRealm: "sr", ClientID: testClient, ClientSecret: testSecret,
 		User: testUser, Password: testPass, OIDCScopes: "openid", NATSListen: "127.0.0.1:0", NATSUser: "modem", NATSPass: "x",
@@ -71,23 +71,23 @@ func closedAddr(t *testing.T) string {
 	return addr
 }
 
-func runCheck(t *testing.T, cfg Config) (int, map[string]CheckLine, string) {
+func runCheck(t *testing.T, cfg app.Config) (int, map[string]app.CheckLine, string) {
 	t.Helper()
-	lines := map[string]CheckLine{}
+	lines := map[string]app.CheckLine{}
 	var out bytes.Buffer
-	code := Check(t.Context(), cfg, zap.NewNop(), func(l CheckLine) {
+	code := app.Check(t.Context(), cfg, zap.NewNop(), func(l app.CheckLine) {
 		if _, dup := lines[l.Name]; dup {
 			t.Errorf("check %q reported twice", l.Name)
 		}
 		lines[l.Name] = l
-		PrintCheck(&out, l, false)
+		app.PrintCheck(&out, l, false)
 	})
 	return code, lines, out.String()
 }
 
 var checkNames = []string{"configuration", "OIDC discovery", "login", "SMS API health", "SMS API prefix", "provider", "broker store", "broker listener", "modem"}
 
-func expect(t *testing.T, lines map[string]CheckLine, out string, want map[string]Outcome, fix map[string]string) {
+func expect(t *testing.T, lines map[string]app.CheckLine, out string, want map[string]app.Outcome, fix map[string]string) {
 	t.Helper()
 	for _, n := range checkNames {
 		l, ok := lines[n]
@@ -97,7 +97,7 @@ func expect(t *testing.T, lines map[string]CheckLine, out string, want map[strin
 		}
 		w := want[n]
 		if w == "" {
-			w = OK
+			w = app.OK
 		}
 		if l.Outcome != w {
 			t.Errorf("%s: %s, want %s:\n%s", n, l.Outcome, w, out)
@@ -105,7 +105,7 @@ func expect(t *testing.T, lines map[string]CheckLine, out string, want map[strin
 		if v := fix[n]; v != "" && !strings.Contains(strings.Join(l.Fix, ","), v) {
 			t.Errorf("%s: names %v, want %s", n, l.Fix, v)
 		}
-		if l.Outcome == FAIL && len(l.Fix) == 0 {
+		if l.Outcome == app.FAIL && len(l.Fix) == 0 {
 			t.Errorf("%s: FAIL without a variable to fix", n)
 		}
 	}
@@ -117,7 +117,7 @@ func expect(t *testing.T, lines map[string]CheckLine, out string, want map[strin
 func TestCheckAllFine(t *testing.T) {
 	s := newStack(t, standin.Options{})
 	code, lines, out := runCheck(t, s.conf)
-	expect(t, lines, out, map[string]Outcome{"modem": SKIP}, nil)
+	expect(t, lines, out, map[string]app.Outcome{"modem": app.SKIP}, nil)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
@@ -153,24 +153,24 @@ func TestCheckNamesTheVariableToFix(t *testing.T) {
 	s := newStack(t, standin.Options{})
 	for _, c := range []struct {
 		name string
-		edit func(*Config)
-		want map[string]Outcome
+		edit func(*app.Config)
+		want map[string]app.Outcome
 		fix  map[string]string
 	}{
-		{"wrong password", func(c *Config) { c.Password = "wrong" },
-			map[string]Outcome{"login": FAIL, "modem": SKIP}, map[string]string{"login": "KEYCLOAK_PASSWORD"}},
-		{"wrong client secret", func(c *Config) { c.ClientSecret = "wrong" },
-			map[string]Outcome{"login": FAIL, "modem": SKIP}, map[string]string{"login": "KEYCLOAK_CLIENT_SECRET"}},
-		{"wrong realm", func(c *Config) { c.KeycloakRealm = "nope" },
-			map[string]Outcome{"OIDC discovery": FAIL, "login": SKIP, "modem": SKIP}, map[string]string{"OIDC discovery": "KEYCLOAK_REALM"}},
-		{"unreachable API", func(c *Config) { c.APIURL = "http://" + closedAddr(t) },
-			map[string]Outcome{"SMS API health": FAIL, "SMS API prefix": SKIP, "provider": SKIP, "modem": SKIP}, map[string]string{"SMS API health": "SMS_API_URL"}},
-		{"wrong prefix", func(c *Config) { c.APIPrefix = "/gateway/sms" },
-			map[string]Outcome{"SMS API prefix": FAIL, "provider": SKIP, "modem": SKIP}, map[string]string{"SMS API prefix": "SMS_API_PREFIX"}},
-		{"store under a file", func(c *Config) { c.StoreDir = "/proc/version/store" },
-			map[string]Outcome{"broker store": FAIL, "modem": SKIP}, map[string]string{"broker store": "NATS_STORE_DIR"}},
-		{"store not writable", func(c *Config) { c.StoreDir = "/proc/sys/new-store" },
-			map[string]Outcome{"broker store": FAIL, "modem": SKIP}, map[string]string{"broker store": "NATS_STORE_DIR"}},
+		{"wrong password", func(c *app.Config) { c.Password = "wrong" },
+			map[string]app.Outcome{"login": app.FAIL, "modem": app.SKIP}, map[string]string{"login": "KEYCLOAK_PASSWORD"}},
+		{"wrong client secret", func(c *app.Config) { c.ClientSecret = "wrong" },
+			map[string]app.Outcome{"login": app.FAIL, "modem": app.SKIP}, map[string]string{"login": "KEYCLOAK_CLIENT_SECRET"}},
+		{"wrong realm", func(c *app.Config) { c.KeycloakRealm = "nope" },
+			map[string]app.Outcome{"OIDC discovery": app.FAIL, "login": app.SKIP, "modem": app.SKIP}, map[string]string{"OIDC discovery": "KEYCLOAK_REALM"}},
+		{"unreachable API", func(c *app.Config) { c.APIURL = "http://" + closedAddr(t) },
+			map[string]app.Outcome{"SMS API health": app.FAIL, "SMS API prefix": app.SKIP, "provider": app.SKIP, "modem": app.SKIP}, map[string]string{"SMS API health": "SMS_API_URL"}},
+		{"wrong prefix", func(c *app.Config) { c.APIPrefix = "/gateway/sms" },
+			map[string]app.Outcome{"SMS API prefix": app.FAIL, "provider": app.SKIP, "modem": app.SKIP}, map[string]string{"SMS API prefix": "SMS_API_PREFIX"}},
+		{"store under a file", func(c *app.Config) { c.StoreDir = "/proc/version/store" },
+			map[string]app.Outcome{"broker store": app.FAIL, "modem": app.SKIP}, map[string]string{"broker store": "NATS_STORE_DIR"}},
+		{"store not writable", func(c *app.Config) { c.StoreDir = "/proc/sys/new-store" },
+			map[string]app.Outcome{"broker store": app.FAIL, "modem": app.SKIP}, map[string]string{"broker store": "NATS_STORE_DIR"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := s.conf
@@ -190,20 +190,19 @@ func TestCheckWithoutIssuerSkipsLogin(t *testing.T) {
 	cfg := s.conf
 	cfg.KeycloakURL = ""
 	code, lines, out := runCheck(t, cfg)
-	expect(t, lines, out, map[string]Outcome{"OIDC discovery": SKIP, "login": SKIP, "modem": SKIP}, nil)
+	expect(t, lines, out, map[string]app.Outcome{"OIDC discovery": app.SKIP, "login": app.SKIP, "modem": app.SKIP}, nil)
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }
 
-func newOps(t *testing.T, cfg Config) (*Ops, *bytes.Buffer) {
+func newOps(t *testing.T, cfg app.Config) (*app.Ops, *bytes.Buffer) {
 	t.Helper()
 	var out bytes.Buffer
-	o, err := NewOps(cfg, zap.NewNop(), &out)
+	o, err := app.NewOps(cfg, zap.NewNop(), &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.poll = 10 * time.Millisecond
 	return o, &out
 }
 
@@ -307,7 +306,7 @@ func TestSMSCommandLineMistakes(t *testing.T) {
 		{"send", "--to", "1", "--text", "x", "--tenant", "t", "--wait", "0s"}, {"list", "--nope"}, {"delete", "x"},
 	} {
 		_, err := o.SMS(t.Context(), args)
-		if ue := (*UsageError)(nil); !errors.As(err, &ue) {
+		if ue := (*app.UsageError)(nil); !errors.As(err, &ue) {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
 	}
@@ -383,7 +382,7 @@ func TestProviderCommands(t *testing.T) {
 		t.Fatalf("%v %v", p, err)
 	}
 	for _, args := range [][]string{{}, {"show", "a", "b"}, {"register", "x"}, {"frob"}} {
-		if _, err := o.Provider(ctx, args); !errors.As(err, new(*UsageError)) {
+		if _, err := o.Provider(ctx, args); !errors.As(err, new(*app.UsageError)) {
 			t.Errorf("%q: %v", args, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package device
+package device_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sensorsreport/smsgw/services/devstack/modemsim"
+	"github.com/sensorsreport/smsgw/services/modem/internal/device"
 )
 
 // reader collects what a port reads on a goroutine, so a test can wait
@@ -18,7 +19,7 @@ type reader struct {
 	err  chan error
 }
 
-func startReader(p Port) *reader {
+func startReader(p device.Port) *reader {
 	r := &reader{data: make(chan string, 64), err: make(chan error, 1)}
 	go func() {
 		buf := make([]byte, 256)
@@ -59,7 +60,7 @@ func TestPTYUnplugAndReplug(t *testing.T) {
 	if _, err := sim.ServePTY(link); err != nil {
 		t.Fatal(err)
 	}
-	o := NewOpener(Config{Path: link})
+	o := device.NewOpener(device.Config{Path: link})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -96,7 +97,7 @@ func TestPTYUnplugAndReplug(t *testing.T) {
 	if _, err := o.Open(ctx); err == nil {
 		t.Fatal("Open succeeded while unplugged")
 	}
-	got := make(chan Port, 1)
+	got := make(chan device.Port, 1)
 	go func() {
 		p, err := o.OpenWait(ctx)
 		if err != nil {

@@ -1,4 +1,4 @@
-package smsapi
+package smsapi_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	standin "github.com/sensorsreport/smsgw/services/devstack/smsapi"
+	"github.com/sensorsreport/smsgw/services/poller/internal/smsapi"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
 
@@ -16,7 +17,7 @@ import (
 // as sent (body Tenant present, Provider set, no unknown keys), delete, the
 // provider lookup, and a wrong prefix told apart from "not found".
 func TestAdminListFiltersPagesAndEmpty(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{})
+	r := newRig(t, standin.Options{}, smsapi.Config{})
 	ctx := t.Context()
 	var ids []string
 	for i := range 5 {
@@ -28,7 +29,7 @@ func TestAdminListFiltersPagesAndEmpty(t *testing.T) {
 	sent.Status, sent.CountryCode = schema.StatusSent, new("GB")
 	sentID := r.api.Seed(sent)
 
-	all, raw, err := r.c.List(ctx, Filter{})
+	all, raw, err := r.c.List(ctx, smsapi.Filter{})
 	if err != nil || len(all) != 6 || len(raw) != 6 {
 		t.Fatalf("list all: %d %d %v", len(all), len(raw), err)
 	}
@@ -37,39 +38,39 @@ func TestAdminListFiltersPagesAndEmpty(t *testing.T) {
 	if err := json.Unmarshal(raw[0], &obj); err != nil || obj["Id"] != ids[0] || obj["Status"] != float64(0) {
 		t.Fatalf("raw object %s: %v", raw[0], err)
 	}
-	a, _, err := r.c.List(ctx, Filter{Tenant: "tenant-a"})
+	a, _, err := r.c.List(ctx, smsapi.Filter{Tenant: "tenant-a"})
 	if err != nil || len(a) != 4 {
 		t.Fatalf("tenant-a: %d %v", len(a), err)
 	}
 	st := schema.StatusSent
-	s, _, err := r.c.List(ctx, Filter{Status: &st, Country: "gb"})
+	s, _, err := r.c.List(ctx, smsapi.Filter{Status: &st, Country: "gb"})
 	if err != nil || len(s) != 1 || s[0].ID != sentID {
 		t.Fatalf("Sent in GB: %+v %v", s, err)
 	}
-	w, _, err := r.c.List(ctx, Filter{From: created.Add(90 * time.Minute), To: created.Add(3 * time.Hour)})
+	w, _, err := r.c.List(ctx, smsapi.Filter{From: created.Add(90 * time.Minute), To: created.Add(3 * time.Hour)})
 	if err != nil || len(w) != 2 || w[0].ID != ids[2] || w[1].ID != ids[3] {
 		t.Fatalf("time window: %+v %v", w, err)
 	}
-	p, _, err := r.c.List(ctx, Filter{Limit: 2, Offset: 4})
+	p, _, err := r.c.List(ctx, smsapi.Filter{Limit: 2, Offset: 4})
 	if err != nil || len(p) != 2 || p[0].ID != ids[4] || p[1].ID != sentID {
 		t.Fatalf("page: %+v %v", p, err)
 	}
-	none, raw, err := r.c.List(ctx, Filter{Tenant: "nobody"})
+	none, raw, err := r.c.List(ctx, smsapi.Filter{Tenant: "nobody"})
 	if err != nil || none != nil || raw != nil {
 		t.Fatalf("empty result must be an empty list: %v %v %v", none, raw, err)
 	}
 	r.noMistakes(t)
 
-	wrong := newRig(t, standin.Options{Prefix: "/gateway/sms"}, Config{Prefix: "/api"})
-	if _, _, err := wrong.c.List(ctx, Filter{}); !errors.Is(err, ErrWrongRoute) {
+	wrong := newRig(t, standin.Options{Prefix: "/gateway/sms"}, smsapi.Config{Prefix: "/api"})
+	if _, _, err := wrong.c.List(ctx, smsapi.Filter{}); !errors.Is(err, smsapi.ErrWrongRoute) {
 		t.Fatalf("wrong prefix: %v", err)
 	}
 }
 
 func TestAdminCreateGetDelete(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{})
+	r := newRig(t, standin.Options{}, smsapi.Config{})
 	ctx := t.Context()
-	s, raw, err := r.c.Create(ctx, NewSMS{PhoneNumber: phone, Message: "test ✅", Tenant: "tenant-a", Provider: gateway,
+	s, raw, err := r.c.Create(ctx, smsapi.NewSMS{PhoneNumber: phone, Message: "test ✅", Tenant: "tenant-a", Provider: gateway,
 		TTL: new(7), CountryCode: "ro", MessageType: "Test"})
 	if err != nil {
 		t.Fatal(err)
@@ -87,25 +88,25 @@ func TestAdminCreateGetDelete(t *testing.T) {
 		t.Fatalf("get: %+v %v", got, err)
 	}
 	// Another tenant's view: the API's own not-found.
-	if _, _, err := r.c.Get(ctx, s.ID, "tenant-b"); !errors.Is(err, ErrNotFound) {
+	if _, _, err := r.c.Get(ctx, s.ID, "tenant-b"); !errors.Is(err, smsapi.ErrNotFound) {
 		t.Fatalf("get from another tenant: %v", err)
 	}
 	// Calls the server could only answer with a 500 are refused here.
 	for _, c := range []struct{ id, tenant string }{{"None", "tenant-a"}, {s.ID, ""}} {
-		if _, _, err := r.c.Get(ctx, c.id, c.tenant); !errors.Is(err, ErrInvalid) {
+		if _, _, err := r.c.Get(ctx, c.id, c.tenant); !errors.Is(err, smsapi.ErrInvalid) {
 			t.Errorf("get %q/%q: %v", c.id, c.tenant, err)
 		}
-		if err := r.c.Delete(ctx, c.id, c.tenant); !errors.Is(err, ErrInvalid) {
+		if err := r.c.Delete(ctx, c.id, c.tenant); !errors.Is(err, smsapi.ErrInvalid) {
 			t.Errorf("delete %q/%q: %v", c.id, c.tenant, err)
 		}
 	}
-	for _, n := range []NewSMS{{PhoneNumber: phone, Message: "x", Tenant: "t"}, {PhoneNumber: phone, Message: "x", Provider: "p"},
+	for _, n := range []smsapi.NewSMS{{PhoneNumber: phone, Message: "x", Tenant: "t"}, {PhoneNumber: phone, Message: "x", Provider: "p"},
 		{PhoneNumber: " ", Message: "x", Tenant: "t", Provider: "p"}, {PhoneNumber: phone, Tenant: "t", Provider: "p", TTL: new(0)}} {
-		if _, _, err := r.c.Create(ctx, n); !errors.Is(err, ErrInvalid) {
+		if _, _, err := r.c.Create(ctx, n); !errors.Is(err, smsapi.ErrInvalid) {
 			t.Errorf("create %+v: %v", n, err)
 		}
 	}
-	if err := r.c.Delete(ctx, s.ID, "tenant-b"); !errors.Is(err, ErrNotFound) {
+	if err := r.c.Delete(ctx, s.ID, "tenant-b"); !errors.Is(err, smsapi.ErrNotFound) {
 		t.Fatalf("delete from another tenant: %v", err)
 	}
 	if err := r.c.Delete(ctx, s.ID, "tenant-a"); err != nil {
@@ -118,9 +119,9 @@ func TestAdminCreateGetDelete(t *testing.T) {
 }
 
 func TestAdminProviderLookup(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{})
+	r := newRig(t, standin.Options{}, smsapi.Config{})
 	ctx := t.Context()
-	if _, _, err := r.c.GetProvider(ctx, gateway); !errors.Is(err, ErrNotFound) || errors.Is(err, ErrWrongRoute) {
+	if _, _, err := r.c.GetProvider(ctx, gateway); !errors.Is(err, smsapi.ErrNotFound) || errors.Is(err, smsapi.ErrWrongRoute) {
 		t.Fatalf("unregistered: %v", err)
 	}
 	if err := r.c.Register(ctx, gateway, []string{"RO", "GB"}); err != nil {
@@ -131,8 +132,8 @@ func TestAdminProviderLookup(t *testing.T) {
 		time.Since(p.LastSeen) > time.Minute || !strings.Contains(string(raw), `"SupportedCountryCodes":["RO","GB"]`) {
 		t.Fatalf("%+v %s %v", p, raw, err)
 	}
-	wrong := newRig(t, standin.Options{}, Config{Prefix: "/gateway/sms"})
-	if _, _, err := wrong.c.GetProvider(ctx, gateway); !errors.Is(err, ErrWrongRoute) || errors.Is(err, ErrNotFound) {
+	wrong := newRig(t, standin.Options{}, smsapi.Config{Prefix: "/gateway/sms"})
+	if _, _, err := wrong.c.GetProvider(ctx, gateway); !errors.Is(err, smsapi.ErrWrongRoute) || errors.Is(err, smsapi.ErrNotFound) {
 		t.Fatalf("wrong prefix: %v", err)
 	}
 	r.noMistakes(t)

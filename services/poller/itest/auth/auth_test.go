@@ -803,39 +803,3 @@ func grants(d *idp) []string {
 	}
 	return out
 }
-
-// A rejected login is retried on shared/backoff's schedule: from 5 s, doubling
-// with jitter, capped at 5 min, and never before the wait is over. The
-// source's clock is moved instead of sleeping.
-func TestRejectedLoginBackOffSchedule(t *testing.T) {
-	d := newIDP(t, 10*time.Second, 30*time.Second)
-	h := newSource(t, d, func(c *auth.Config) { c.Password = "pw-wrong-never-log" })
-	now := time.Now()
-	auth.SetClock(h.src, func() time.Time { return now })
-	ceiling := 5 * time.Second
-	for i := range 12 {
-		if _, err := h.src.Token(t.Context()); !errors.Is(err, auth.ErrRejected) {
-			t.Fatalf("attempt %d: %v", i, err)
-		}
-		if n := len(d.requests()); n != i+1 {
-			t.Fatalf("attempt %d: %d token requests", i, n)
-		}
-		wait := auth.NextTry(h.src).Sub(now)
-		if wait < ceiling/2 || wait > ceiling {
-			t.Fatalf("wait %d = %v, want within [%v, %v]", i, wait, ceiling/2, ceiling)
-		}
-		ceiling = min(2*ceiling, 5*time.Minute)
-
-		now = now.Add(wait - time.Millisecond)
-		if _, err := h.src.Token(t.Context()); !errors.Is(err, auth.ErrRejected) {
-			t.Fatalf("during the wait: %v", err)
-		}
-		if n := len(d.requests()); n != i+1 {
-			t.Fatalf("a login was retried %v before its back-off ended", time.Millisecond)
-		}
-		now = now.Add(time.Millisecond)
-	}
-	if ceiling != 5*time.Minute {
-		t.Fatalf("the schedule never reached its cap: %v", ceiling)
-	}
-}

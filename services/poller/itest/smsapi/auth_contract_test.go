@@ -1,4 +1,4 @@
-package smsapi
+package smsapi_test
 
 // Contract tests with real tokens: the OIDC stand-in issues them, the auth
 // source holds them, and the SMS API stand-in verifies them and, like an
@@ -21,6 +21,7 @@ import (
 
 	"github.com/sensorsreport/smsgw/services/devstack/oidc"
 	"github.com/sensorsreport/smsgw/services/poller/internal/auth"
+	"github.com/sensorsreport/smsgw/services/poller/internal/smsapi"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
 
@@ -30,11 +31,12 @@ type authRig struct {
 	src     *auth.Source
 	revoked atomic.Value // string: a token the API refuses though it verifies
 
-	mu       sync.Mutex
-	rejected []string // what the client passed to TokenRejected
+	mu            sync.Mutex
+	rejected      []string         // what the client passed to TokenRejected
+	tokenRejected func(tok string) // the client's TokenRejected: records, then invalidates
 }
 
-func newAuthRig(t *testing.T, cfg Config) *authRig {
+func newAuthRig(t *testing.T, cfg smsapi.Config) *authRig {
 	t.Helper()
 	p, err := oidc.New(oidc.Config{Realm: "sr", Clients: map[string]string{"sms-gateway": "cs"},
 		Users: map[string]string{"gw": "pw"}, AccessTTL: time.Minute})
@@ -59,12 +61,13 @@ func newAuthRig(t *testing.T, cfg Config) *authRig {
 		return err
 	}
 	cfg.Token = src.Token
-	cfg.TokenRejected = func(tok string) {
+	a.tokenRejected = func(tok string) {
 		a.mu.Lock()
 		a.rejected = append(a.rejected, tok)
 		a.mu.Unlock()
 		src.Invalidate(tok)
 	}
+	cfg.TokenRejected = a.tokenRejected
 	a.rig = newRig(t, standin.Options{Verify: verify, RequireToken: true}, cfg)
 	return a
 }
@@ -76,7 +79,7 @@ func (a *authRig) rejectedTokens() []string {
 }
 
 // claim takes the seeded SMS with a valid token and returns that token.
-func (a *authRig) claim(t *testing.T) (*SMS, string) {
+func (a *authRig) claim(t *testing.T) (*smsapi.SMS, string) {
 	t.Helper()
 	a.api.Seed(alarm("t"))
 	tok, err := a.src.Token(t.Context())
@@ -103,10 +106,10 @@ func (a *authRig) patchStatuses() []int {
 // A token the API refuses is renewed and the call retried at once: with a
 // budget of one attempt the PATCH still lands, through a refresh.
 func TestContractRefusedTokenIsRenewedAtOnce(t *testing.T) {
-	a := newAuthRig(t, Config{Attempts: 1})
+	a := newAuthRig(t, smsapi.Config{Attempts: 1})
 	s, tok1 := a.claim(t)
 	a.revoked.Store(tok1)
-	if _, err := a.c.Report(t.Context(), s.ID, s.Tenant, Update{Status: schema.StatusSent}); err != nil {
+	if _, err := a.c.Report(t.Context(), s.ID, s.Tenant, smsapi.Update{Status: schema.StatusSent}); err != nil {
 		t.Fatal(err)
 	}
 	if got := a.patchStatuses(); !slices.Equal(got, []int{401, 200}) {
@@ -128,18 +131,18 @@ func TestContractRefusedTokenIsRenewedAtOnce(t *testing.T) {
 // down is not dropped. Out of attempts it returns a transient error; with
 // attempts left it is retried and lands once the provider is back.
 func TestContractPatch401WhileIdentityProviderDown(t *testing.T) {
-	a := newAuthRig(t, Config{Attempts: 1 << 20})
+	a := newAuthRig(t, smsapi.Config{Attempts: 1 << 20})
 	s, tok1 := a.claim(t)
 	a.idp.SetDown(true)
 	a.revoked.Store(tok1)
 
-	short, err := New(Config{BaseURL: a.srv.URL, Token: a.src.Token, TokenRejected: a.c.cfg.TokenRejected, Attempts: 2,
+	short, err := smsapi.New(smsapi.Config{BaseURL: a.srv.URL, Token: a.src.Token, TokenRejected: a.tokenRejected, Attempts: 2,
 		BaseDelay: time.Millisecond, MaxDelay: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = short.Report(t.Context(), s.ID, s.Tenant, Update{Status: schema.StatusSent})
-	if ae, ok := errors.AsType[*APIError](err); !ok || ae.Status != 401 || !IsTransient(err) {
+	_, err = short.Report(t.Context(), s.ID, s.Tenant, smsapi.Update{Status: schema.StatusSent})
+	if ae, ok := errors.AsType[*smsapi.APIError](err); !ok || ae.Status != 401 || !smsapi.IsTransient(err) {
 		t.Fatalf("out of attempts: %v; want a transient 401", err)
 	}
 
@@ -149,7 +152,7 @@ func TestContractPatch401WhileIdentityProviderDown(t *testing.T) {
 		_ = a.api.WaitFor(ctx, func(v *standin.View) bool { return len(v.Requests()) >= 8 })
 		a.idp.SetDown(false)
 	}()
-	if _, err := a.c.Report(ctx, s.ID, s.Tenant, Update{Status: schema.StatusSent}); err != nil {
+	if _, err := a.c.Report(ctx, s.ID, s.Tenant, smsapi.Update{Status: schema.StatusSent}); err != nil {
 		t.Fatal(err)
 	}
 	st := a.patchStatuses()

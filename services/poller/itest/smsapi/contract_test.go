@@ -1,4 +1,4 @@
-package smsapi
+package smsapi_test
 
 // Contract tests: the real client against the devstack stand-in of the SMS
 // API over real HTTP. Each test names the sms-api-contract.md §5 points it
@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode"
@@ -25,6 +26,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	standin "github.com/sensorsreport/smsgw/services/devstack/smsapi"
+	"github.com/sensorsreport/smsgw/services/poller/internal/smsapi"
 	"github.com/sensorsreport/smsgw/shared/logging"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -39,14 +41,14 @@ var created = time.Date(2025, 8, 27, 7, 0, 0, 123_000_000, time.UTC)
 type rig struct {
 	api  *standin.Server
 	srv  *httptest.Server
-	c    *Client
+	c    *smsapi.Client
 	reg  *prometheus.Registry
 	logs *observer.ObservedLogs
 }
 
 // newRig starts the stand-in (wrapped by mw when given) and a client for
 // it. cfg's zero fields get fast test defaults.
-func newRig(t *testing.T, opts standin.Options, cfg Config, mw ...func(http.Handler) http.Handler) *rig {
+func newRig(t *testing.T, opts standin.Options, cfg smsapi.Config, mw ...func(http.Handler) http.Handler) *rig {
 	t.Helper()
 	api := standin.New(opts)
 	var h http.Handler = api
@@ -66,7 +68,7 @@ func newRig(t *testing.T, opts standin.Options, cfg Config, mw ...func(http.Hand
 	}
 	cfg.BaseDelay, cfg.MaxDelay = time.Millisecond, 5*time.Millisecond
 	cfg.Logger, cfg.Registerer = zap.New(core), reg
-	c, err := New(cfg)
+	c, err := smsapi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +90,11 @@ func (r *rig) requests() []string {
 	return out
 }
 
+// sameMilli compares at Mongo's millisecond precision, the API's.
+func sameMilli(a, b time.Time) bool {
+	return a.Truncate(time.Millisecond).Equal(b.Truncate(time.Millisecond))
+}
+
 func alarm(tenant string) standin.SMS {
 	return standin.SMS{PhoneNumber: phone, Message: "Temp 31°C în hală", Timestamp: created, Tenant: tenant, MessageType: new("Alarm")}
 }
@@ -96,7 +103,7 @@ func alarm(tenant string) standin.SMS {
 // by-id calls, §5.5 destructive next and 404 as empty, §5.6 country route,
 // §5.11 dates, §5.12 no unknown fields, §5.13 no PUT, §5.17 Status only.
 func TestContractClaimAndReport(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{})
+	r := newRig(t, standin.Options{}, smsapi.Config{})
 	ctx := t.Context()
 	if err := r.c.Health(ctx); err != nil {
 		t.Fatal(err)
@@ -128,7 +135,7 @@ func TestContractClaimAndReport(t *testing.T) {
 	}
 
 	sentAt := time.Date(2025, 8, 27, 7, 1, 10, 987_654_321, time.FixedZone("EEST", 3*3600))
-	got, err := r.c.Report(ctx, s.ID, s.Tenant, Update{Status: schema.StatusSent, SentAt: sentAt, TrackingID: "mr:17"})
+	got, err := r.c.Report(ctx, s.ID, s.Tenant, smsapi.Update{Status: schema.StatusSent, SentAt: sentAt, TrackingID: "mr:17"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,10 +152,10 @@ func TestContractClaimAndReport(t *testing.T) {
 	if !s2.ExpiresAt().Equal(created.Add(5 * time.Minute)) {
 		t.Errorf("REST SMS ExpiresAt %v", s2.ExpiresAt())
 	}
-	if _, err := r.c.Report(ctx, s2.ID, s2.Tenant, Update{Status: schema.StatusExpired}); err != nil {
+	if _, err := r.c.Report(ctx, s2.ID, s2.Tenant, smsapi.Update{Status: schema.StatusExpired}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.c.Next(ctx, gateway, "RO"); !errors.Is(err, ErrNoSMS) {
+	if _, err := r.c.Next(ctx, gateway, "RO"); !errors.Is(err, smsapi.ErrNoSMS) {
 		t.Fatalf("empty queue: %v, want ErrNoSMS", err)
 	}
 
@@ -172,7 +179,7 @@ func TestContractClaimAndReport(t *testing.T) {
 
 // §5.15 prefix, §5.4 against images built before c1cd56f.
 func TestContractOcelotPrefixAndLegacyTenant(t *testing.T) {
-	r := newRig(t, standin.Options{Prefix: "/gateway/sms", LegacyTenant400: true}, Config{Prefix: "gateway/sms/"})
+	r := newRig(t, standin.Options{Prefix: "/gateway/sms", LegacyTenant400: true}, smsapi.Config{Prefix: "gateway/sms/"})
 	ctx := t.Context()
 	id := r.api.Seed(alarm("tenant-a"))
 	if err := r.c.Register(ctx, gateway, []string{"RO"}); err != nil {
@@ -182,7 +189,7 @@ func TestContractOcelotPrefixAndLegacyTenant(t *testing.T) {
 	if err != nil || s.ID != id {
 		t.Fatalf("next: %+v %v", s, err)
 	}
-	if _, err := r.c.Report(ctx, s.ID, s.Tenant, Update{Status: schema.StatusFailed}); err != nil {
+	if _, err := r.c.Report(ctx, s.ID, s.Tenant, smsapi.Update{Status: schema.StatusFailed}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.c.Health(ctx); err != nil {
@@ -198,7 +205,7 @@ func TestContractOcelotPrefixAndLegacyTenant(t *testing.T) {
 
 // §5.6: the provider name and country travel path-escaped.
 func TestContractProviderNameIsPathEscaped(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{})
+	r := newRig(t, standin.Options{}, smsapi.Config{})
 	name := "Gateway 1/ă?#%"
 	m := alarm("t")
 	m.Provider = new(name)
@@ -216,10 +223,10 @@ func TestContractProviderNameIsPathEscaped(t *testing.T) {
 // §5.5: only the "no SMS" 404 is an empty queue; a route 404 means a wrong
 // prefix and must surface as a permanent error.
 func TestContractWrongPrefixIsNotAnEmptyQueue(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{Prefix: "/gateway/sms"})
+	r := newRig(t, standin.Options{}, smsapi.Config{Prefix: "/gateway/sms"})
 	_, err := r.c.Next(t.Context(), gateway, "RO")
-	ae, ok := errors.AsType[*APIError](err)
-	if !ok || errors.Is(err, ErrNoSMS) || IsTransient(err) || ae.Status != 404 ||
+	ae, ok := errors.AsType[*smsapi.APIError](err)
+	if !ok || errors.Is(err, smsapi.ErrNoSMS) || smsapi.IsTransient(err) || ae.Status != 404 ||
 		!slices.Equal(ae.Messages, []string{"The requested resource was not found."}) {
 		t.Fatalf("got %v", err)
 	}
@@ -251,14 +258,14 @@ func camelCaser(next http.Handler) http.Handler {
 
 // §5.3: a 200 that does not show the update is ErrNotApplied.
 func TestContractUnappliedPatchIsDetected(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{}, camelCaser)
+	r := newRig(t, standin.Options{}, smsapi.Config{}, camelCaser)
 	id := r.api.Seed(alarm("t"))
 	s, err := r.c.Next(t.Context(), gateway, "RO")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := r.c.Report(t.Context(), id, s.Tenant, Update{Status: schema.StatusSent})
-	if !errors.Is(err, ErrNotApplied) || IsTransient(err) || got == nil || got.Status != schema.StatusEntrusted {
+	got, err := r.c.Report(t.Context(), id, s.Tenant, smsapi.Update{Status: schema.StatusSent})
+	if !errors.Is(err, smsapi.ErrNotApplied) || smsapi.IsTransient(err) || got == nil || got.Status != schema.StatusEntrusted {
 		t.Fatalf("got %+v, %v; want ErrNotApplied with the record as the server shows it", got, err)
 	}
 	if m := r.api.Mistakes(); len(m) != 1 || !strings.Contains(m[0], `"status" ignored`) {
@@ -269,7 +276,7 @@ func TestContractUnappliedPatchIsDetected(t *testing.T) {
 // §5.2, §5.4, §3.3: calls the server could only fail (or worse) are
 // refused before any request.
 func TestContractReportRefusesCallsTheServerCannotServe(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{})
+	r := newRig(t, standin.Options{}, smsapi.Config{})
 	id := r.api.Seed(alarm("t"))
 	for _, tc := range []struct {
 		id, tenant string
@@ -280,7 +287,7 @@ func TestContractReportRefusesCallsTheServerCannotServe(t *testing.T) {
 		{id, "t", schema.StatusEntrusted},
 		{id, "t", schema.Status(42)},
 	} {
-		if _, err := r.c.Report(t.Context(), tc.id, tc.tenant, Update{Status: tc.st}); !errors.Is(err, ErrInvalid) || IsTransient(err) {
+		if _, err := r.c.Report(t.Context(), tc.id, tc.tenant, smsapi.Update{Status: tc.st}); !errors.Is(err, smsapi.ErrInvalid) || smsapi.IsTransient(err) {
 			t.Errorf("Report(%q, %q, %v) = %v, want ErrInvalid", tc.id, tc.tenant, tc.st, err)
 		}
 	}
@@ -292,11 +299,11 @@ func TestContractReportRefusesCallsTheServerCannotServe(t *testing.T) {
 // §5.10: a wrong tenant is a permanent 404, returned at once and logged at
 // warn with its message.
 func TestContractWrongTenantIsPermanent(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{})
+	r := newRig(t, standin.Options{}, smsapi.Config{})
 	id := r.api.Seed(alarm("t"))
-	_, err := r.c.Report(t.Context(), id, "other", Update{Status: schema.StatusSent})
-	ae, ok := errors.AsType[*APIError](err)
-	if !ok || ae.Status != 404 || IsTransient(err) || !slices.Equal(ae.Messages, []string{"SMS with ID " + id + " not found."}) ||
+	_, err := r.c.Report(t.Context(), id, "other", smsapi.Update{Status: schema.StatusSent})
+	ae, ok := errors.AsType[*smsapi.APIError](err)
+	if !ok || ae.Status != 404 || smsapi.IsTransient(err) || !slices.Equal(ae.Messages, []string{"SMS with ID " + id + " not found."}) ||
 		ae.Method != "PATCH" || ae.Path != "/api/sms/"+id {
 		t.Fatalf("got %#v", err)
 	}
@@ -309,35 +316,66 @@ func TestContractWrongTenantIsPermanent(t *testing.T) {
 	r.noMistakes(t)
 }
 
-// §5.10: every error body shape the real server produces is parsed.
+// §5.10: every error body shape the real server produces is parsed. The
+// client never sends the calls that provoke them, so a fronting middleware
+// rewrites each call (path, body or method) on its way to the stand-in.
 func TestContractErrorBodiesFromTheServer(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{})
+	type rewrite struct{ method, path, body string }
+	var next atomic.Pointer[rewrite]
+	rewriter := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if rw := next.Load(); rw != nil {
+				if rw.method != "" {
+					req.Method = rw.method
+				}
+				if rw.path != "" {
+					req.URL.Path, req.URL.RawPath = rw.path, ""
+				}
+				if rw.body != "" {
+					req.Body = io.NopCloser(strings.NewReader(rw.body))
+					req.ContentLength = int64(len(rw.body))
+				}
+			}
+			h.ServeHTTP(w, req)
+		})
+	}
+	r := newRig(t, standin.Options{}, smsapi.Config{}, rewriter)
 	id := r.api.Seed(alarm("t"))
+	report := func(ctx context.Context) error {
+		_, err := r.c.Report(ctx, id, "t", smsapi.Update{Status: schema.StatusFailed})
+		return err
+	}
 	for _, tc := range []struct {
 		name     string
-		call     call
+		rewrite  rewrite
+		call     func(context.Context) error
 		status   int
 		messages []string
 		tries    int
 	}{
-		{"500 Errors", call{method: "PATCH", path: "/api/sms/None", tenant: "t", body: patchBody{Status: 2}}, 500,
+		{"500 Errors", rewrite{path: "/api/sms/None"}, report, 500,
 			[]string{"An unexpected error occurred. Please try again later."}, 3},
-		{"400 ProblemDetails", call{method: "POST", path: "/api/sms", tenant: "t", body: map[string]any{"PhoneNumber": phone, "Message": "m"}}, 400,
-			[]string{"One or more validation errors occurred.", "Provider: The Provider field is required."}, 1},
-		{"400 bare string", call{method: "PATCH", path: "/api/sms/" + id, tenant: "t", body: []int{2}}, 400,
+		{"400 ProblemDetails", rewrite{body: `{"PhoneNumber":"` + phone + `","Message":"m"}`}, func(ctx context.Context) error {
+			_, _, err := r.c.Create(ctx, smsapi.NewSMS{PhoneNumber: phone, Message: "m", Tenant: "t", Provider: gateway})
+			return err
+		}, 400, []string{"One or more validation errors occurred.", "Provider: The Provider field is required."}, 1},
+		{"400 bare string", rewrite{body: `[2]`}, report, 400,
 			[]string{"Patch document must be a JSON object."}, 1},
-		{"405 empty", call{method: "DELETE", path: "/api/provider/register"}, 405, nil, 1},
+		{"405 empty", rewrite{method: http.MethodDelete}, func(ctx context.Context) error {
+			return r.c.Register(ctx, gateway, []string{"RO"})
+		}, 405, nil, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(r.api.Requests())
-			tc.call.endpoint = "test"
-			_, err := r.c.do(t.Context(), tc.call)
-			ae, ok := errors.AsType[*APIError](err)
+			next.Store(&tc.rewrite)
+			err := tc.call(t.Context())
+			next.Store(nil)
+			ae, ok := errors.AsType[*smsapi.APIError](err)
 			if !ok || ae.Status != tc.status || !slices.Equal(ae.Messages, tc.messages) {
 				t.Fatalf("got %#v", err)
 			}
-			if IsTransient(err) != (tc.status >= 500) {
-				t.Errorf("IsTransient = %v", IsTransient(err))
+			if smsapi.IsTransient(err) != (tc.status >= 500) {
+				t.Errorf("IsTransient = %v", smsapi.IsTransient(err))
 			}
 			if n := len(r.api.Requests()) - before; n != tc.tries {
 				t.Errorf("%d tries, want %d", n, tc.tries)
@@ -348,7 +386,7 @@ func TestContractErrorBodiesFromTheServer(t *testing.T) {
 
 // Transient failures are retried inside the call until the API is back.
 func TestContractRetriesThroughAnOutage(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{Attempts: 10000})
+	r := newRig(t, standin.Options{}, smsapi.Config{Attempts: 10000})
 	id := r.api.Seed(alarm("t"))
 	r.api.SetDown(true)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -376,13 +414,13 @@ func TestContractRetriesThroughAnOutage(t *testing.T) {
 func TestContractRetriesAreBounded(t *testing.T) {
 	for _, reset := range []bool{false, true} {
 		t.Run(fmt.Sprintf("reset=%v", reset), func(t *testing.T) {
-			r := newRig(t, standin.Options{ResetWhenDown: reset}, Config{Attempts: 3})
+			r := newRig(t, standin.Options{ResetWhenDown: reset}, smsapi.Config{Attempts: 3})
 			r.api.SetDown(true)
 			_, err := r.c.Next(t.Context(), gateway, "RO")
-			if !IsTransient(err) || errors.Is(err, ErrNoSMS) {
+			if !smsapi.IsTransient(err) || errors.Is(err, smsapi.ErrNoSMS) {
 				t.Fatalf("got %v, want a transient error", err)
 			}
-			if _, isAPI := errors.AsType[*APIError](err); isAPI == reset || errors.Is(err, ErrTransport) != reset {
+			if _, isAPI := errors.AsType[*smsapi.APIError](err); isAPI == reset || errors.Is(err, smsapi.ErrTransport) != reset {
 				t.Errorf("reset=%v: %v", reset, err)
 			}
 			if n := len(r.api.Requests()); n != 3 {
@@ -396,7 +434,7 @@ func TestContractRetriesAreBounded(t *testing.T) {
 }
 
 func TestContractCancelStopsRetrying(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{Attempts: 1 << 30})
+	r := newRig(t, standin.Options{}, smsapi.Config{Attempts: 1 << 30})
 	r.api.SetDown(true)
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
@@ -417,14 +455,14 @@ func TestContractBearerToken(t *testing.T) {
 		}
 		return nil
 	}
-	good := newRig(t, standin.Options{Verify: verify}, Config{Token: func(context.Context) (string, error) { return "tok-1", nil }})
-	if _, err := good.c.Next(t.Context(), gateway, "RO"); !errors.Is(err, ErrNoSMS) {
+	good := newRig(t, standin.Options{Verify: verify}, smsapi.Config{Token: func(context.Context) (string, error) { return "tok-1", nil }})
+	if _, err := good.c.Next(t.Context(), gateway, "RO"); !errors.Is(err, smsapi.ErrNoSMS) {
 		t.Fatal(err)
 	}
 	if q := good.api.Requests(); !q[0].Authorized {
 		t.Errorf("request not authorized: %+v", q[0])
 	}
-	broken := newRig(t, standin.Options{Verify: verify}, Config{Token: func(context.Context) (string, error) { return "", errors.New("keycloak down") }})
+	broken := newRig(t, standin.Options{Verify: verify}, smsapi.Config{Token: func(context.Context) (string, error) { return "", errors.New("keycloak down") }})
 	broken.api.Seed(alarm("t"))
 	if _, err := broken.c.Next(t.Context(), gateway, "RO"); err != nil {
 		t.Fatalf("a token failure must not stop the claim: %v", err)
@@ -439,7 +477,7 @@ func TestContractBearerToken(t *testing.T) {
 
 // §3.5: re-registering is fine; changed codes are only reported.
 func TestContractRegisterTwice(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{})
+	r := newRig(t, standin.Options{}, smsapi.Config{})
 	for _, codes := range [][]string{{"RO"}, {"RO", "MD"}} {
 		if err := r.c.Register(t.Context(), gateway, codes); err != nil {
 			t.Fatal(err)
@@ -453,7 +491,7 @@ func TestContractRegisterTwice(t *testing.T) {
 
 // Metrics name route templates only; logs never hold a raw phone number.
 func TestContractMetricsAndLogsCarryNoPersonalData(t *testing.T) {
-	r := newRig(t, standin.Options{}, Config{})
+	r := newRig(t, standin.Options{}, smsapi.Config{})
 	ctx := t.Context()
 	id := r.api.Seed(alarm("t"))
 	_ = r.c.Register(ctx, gateway, []string{"RO"})
@@ -461,8 +499,8 @@ func TestContractMetricsAndLogsCarryNoPersonalData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = r.c.Report(ctx, s.ID, s.Tenant, Update{Status: schema.StatusSent})
-	_, _ = r.c.Report(ctx, s.ID, "other", Update{Status: schema.StatusSent})
+	_, _ = r.c.Report(ctx, s.ID, s.Tenant, smsapi.Update{Status: schema.StatusSent})
+	_, _ = r.c.Report(ctx, s.ID, "other", smsapi.Update{Status: schema.StatusSent})
 	_, _ = r.c.Next(ctx, gateway, "RO")
 	_ = r.c.Health(ctx)
 
