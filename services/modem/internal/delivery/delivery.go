@@ -6,7 +6,9 @@
 // message reference and recipient (references wrap at 256). An SMS is
 // delivered when every part is, failed as soon as one part failed
 // permanently, and pending otherwise. State is one file per SMS under
-// MODEM_DATA_DIR/delivery, so matching survives restarts.
+// MODEM_DATA_DIR/delivery, so matching survives restarts; it is written
+// when a part is sent and when a report arrives, and removed once the
+// final event is in the broker.
 package delivery
 
 import (
@@ -14,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -59,15 +62,16 @@ type early struct {
 
 // record is one SMS on disk.
 type record struct {
-	SmsID     string     `json:"sms_id"`
-	Tenant    string     `json:"tenant"`
-	To        string     `json:"to"`
-	Total     int        `json:"total"`
-	Parts     []partInfo `json:"parts"` // index seq-1
-	Final     string     `json:"final,omitempty"`
-	EventID   string     `json:"event_id,omitempty"`
-	Published bool       `json:"published,omitempty"`
-	Updated   time.Time  `json:"updated"`
+	SmsID  string     `json:"sms_id"`
+	Tenant string     `json:"tenant"`
+	To     string     `json:"to"`
+	Total  int        `json:"total"`
+	Parts  []partInfo `json:"parts"` // index seq-1
+	Final  string     `json:"final,omitempty"`
+	// Published is only ever true in files of earlier versions, which kept
+	// a record after its event; such a record is removed, not republished.
+	Published bool      `json:"published,omitempty"`
+	Updated   time.Time `json:"updated"`
 }
 
 type partInfo struct {
@@ -247,9 +251,12 @@ func (t *Tracker) decide(rec *record) {
 	}
 }
 
-// publish sends the final event of rec, once, and marks it published.
+// publish sends the final event of rec and then removes its file. The
+// event id is derived from the record, so a crash before the removal
+// republishes the same event, which the stream's dedup window and the
+// forwarder's id absorb.
 func (t *Tracker) publish(ctx context.Context, name string, rec *record) error {
-	if rec.Final == "" || rec.Published {
+	if rec.Final == "" {
 		return nil
 	}
 	ev := schema.Delivery{Event: schema.EventDelivery, SmsID: rec.SmsID, Tenant: rec.Tenant, To: rec.To,
@@ -267,13 +274,7 @@ func (t *Tracker) publish(ctx context.Context, name string, rec *record) error {
 			ev.Reason = Reason(pdu.Status(p.ST))
 		}
 	}
-	if rec.EventID == "" {
-		rec.EventID = schema.EventID("dlv", ids...)
-		if err := t.save(name, rec); err != nil {
-			return err
-		}
-	}
-	ev.ID = rec.EventID
+	ev.ID = schema.EventID("dlv", ids...)
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return err
@@ -281,11 +282,14 @@ func (t *Tracker) publish(ctx context.Context, name string, rec *record) error {
 	if _, err := t.js.Publish(ctx, ev.Subject(), body, jetstream.WithMsgID(ev.ID)); err != nil {
 		return fmt.Errorf("publish %s: %w", ev.ID, err)
 	}
-	rec.Published = true
 	t.events.WithLabelValues(ev.Status).Inc()
 	t.log.Info("delivery event published", zap.String("id", ev.ID), zap.String("sms_id", ev.SmsID),
 		zap.String("status", ev.Status), zap.Int("parts", ev.Parts), zap.Int("delivered_parts", ev.DeliveredParts))
-	return t.save(name, rec)
+	// Later reports for a final SMS change nothing, so its record goes.
+	if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.log.Warn("delivery: record of a published event not removed; the sweep retries", zap.Error(err))
+	}
+	return nil
 }
 
 // Run republishes final events a crash or a broker outage left unpublished
@@ -312,12 +316,16 @@ func (t *Tracker) sweep(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		if err := t.publish(ctx, name, rec); err != nil {
-			t.log.Warn("delivery event not published; retrying", zap.Error(err))
-			return
-		}
-		if t.now().Sub(rec.Updated) > partHorizon && (rec.Final == "" || rec.Published) {
+		switch {
+		case rec.Published:
 			_ = os.Remove(name)
+		case rec.Final != "":
+			if err := t.publish(ctx, name, rec); err != nil {
+				t.log.Warn("delivery event not published; retrying", zap.Error(err))
+				return
+			}
+		case t.now().Sub(rec.Updated) > partHorizon:
+			_ = os.Remove(name) // its reports never came
 		}
 	}
 }

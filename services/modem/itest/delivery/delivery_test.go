@@ -1,7 +1,10 @@
 package delivery_test
 
 import (
+	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -178,4 +181,89 @@ func TestReportBeforeTheSendIsRecorded(t *testing.T) {
 	}
 	delivery.Install(nil)
 	delivery.Sent("ignored", "acme", "+40711111111", 1, 1, 8) // off: a no-op
+}
+
+// records lists the tracker's files.
+func records(t *testing.T, dir string) []string {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join(dir, "delivery", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// A record is written when a part is sent and when a report comes, and is
+// gone once its event is in the broker: two durable writes per single-part
+// SMS, and no file for the sweep to read again.
+func TestRecordRemovedOncePublished(t *testing.T) {
+	js := startJS(t)
+	dir := t.TempDir()
+	tr := open(t, js, dir)
+	tr.Sent("sms-r", "t", "+40733333333", 1, 1, 9)
+	if n := len(records(t, dir)); n != 1 {
+		t.Fatalf("%d records after the send, want 1", n)
+	}
+	apply(t, tr, report(t, 9, "+40733333333", 0x00, t0))
+	if evs := events(t, js); len(evs) != 1 || evs[0].Status != "delivered" {
+		t.Fatalf("events %+v", evs)
+	}
+	if names := records(t, dir); len(names) != 0 {
+		t.Fatalf("records left after the event: %v", names)
+	}
+}
+
+// After a crash the sweep publishes a final record's event once, even when
+// the crash came after the publish and before the removal, and removes a
+// record an earlier version kept after publishing without publishing it.
+func TestSweepFinishesWhatACrashLeft(t *testing.T) {
+	js := startJS(t)
+	dir := t.TempDir()
+	tr := open(t, js, dir)
+	tr.Sent("sms-c", "t", "+40744444444", 1, 1, 11)
+	name := records(t, dir)[0]
+	var rec map[string]any
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	// The report's save went through, the publish did not.
+	rec["final"] = "delivered"
+	parts := rec["parts"].([]any)
+	parts[0].(map[string]any)["status"] = "delivered"
+	final, _ := json.Marshal(rec)
+	legacy := map[string]any{"sms_id": "sms-old", "tenant": "t", "to": "+40755555555", "total": 1,
+		"parts": []any{map[string]any{"sent": true, "mr": 3, "status": "delivered"}}, "final": "delivered", "published": true}
+	old, _ := json.Marshal(legacy)
+	sweep := func() {
+		t.Helper()
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); tr.Run(ctx, time.Hour) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for len(records(t, dir)) > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("records left: %v", records(t, dir))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		<-done
+	}
+	for range 2 { // the second round: the crash came after the publish
+		if err := os.WriteFile(name, final, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "delivery", "legacy.json"), old, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		sweep()
+	}
+	evs := events(t, js)
+	if len(evs) != 1 || evs[0].SmsID != "sms-c" || evs[0].Status != "delivered" {
+		t.Fatalf("events %+v, want one delivered for sms-c", evs)
+	}
 }
