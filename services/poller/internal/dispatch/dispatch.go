@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -244,8 +245,29 @@ func (d *Dispatcher) releaseLoop(ctx context.Context) {
 	}
 }
 
-// heldPrefix is what every ack subject of a modem's job starts with.
-const heldPrefix = "$JS.ACK." + schema.JobsStream + "." + schema.JobsConsumer + "."
+// heldPrefix is what every ack subject of a modem's job starts with; the
+// jobs consumer's name (modem-<CC>) follows.
+const heldPrefix = "$JS.ACK." + schema.JobsStream + "."
+
+// heldCountry checks that subject, from a modem's heartbeat, is the ack
+// subject of a job of a jobs consumer ($JS.ACK.SMS_JOBS.modem-<CC> and the
+// five numbers of a delivery) and returns the consumer's country.
+func heldCountry(subject string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, heldPrefix)
+	if !ok || strings.ContainsAny(subject, "*> \t\r\n") {
+		return "", false
+	}
+	tokens := strings.Split(rest, ".")
+	if len(tokens) != 6 {
+		return "", false
+	}
+	for _, n := range tokens[1:] {
+		if _, err := strconv.ParseUint(n, 10, 64); err != nil {
+			return "", false
+		}
+	}
+	return schema.JobsConsumerCountry(tokens[0])
+}
 
 func (d *Dispatcher) releaseHeld() {
 	now := time.Now()
@@ -263,8 +285,8 @@ func (d *Dispatcher) releaseHeld() {
 		log := d.log.With(zap.String("modem", h.modem))
 		// The subject comes from a modem's heartbeat: only a job's ack
 		// subject is ever published to, never anything it names.
-		if !strings.HasPrefix(h.subject, heldPrefix) || strings.ContainsAny(h.subject, "*> \t\r\n") ||
-			strings.Count(h.subject, ".") != strings.Count(heldPrefix, ".")+4 {
+		cc, ok := heldCountry(h.subject)
+		if !ok {
 			d.m.released.WithLabelValues("refused").Inc()
 			log.Error("modem heartbeat names a held job that is no job's ack subject; ignored", zap.String("holding", h.subject))
 			continue
@@ -275,6 +297,7 @@ func (d *Dispatcher) releaseHeld() {
 			continue
 		}
 		d.m.released.WithLabelValues("nak").Inc()
+		d.wakeModems(cc)
 		log.Warn("modem went silent holding a job; handed it to the other modems")
 	}
 }
@@ -564,7 +587,7 @@ func (d *Dispatcher) claimOne(ctx context.Context, countries []string, next *int
 		}
 		d.m.claims.WithLabelValues(cc, "claimed").Inc()
 		*next = (*next + i + 1) % n
-		d.enqueue(ctx, c)
+		d.enqueue(ctx, c, cc)
 		return true, nil
 	}
 	return false, nil
@@ -575,18 +598,18 @@ func (d *Dispatcher) claimOne(ctx context.Context, countries []string, next *int
 // result. The SMS is Entrusted upstream now, so the publish is retried even
 // through shutdown for a while: losing it here would leave it stranded
 // until the next start re-queues it from the claim record.
-func (d *Dispatcher) enqueue(ctx context.Context, c *Claim) {
+func (d *Dispatcher) enqueue(ctx context.Context, c *Claim, claimed string) {
 	now := d.now()
 	ttl := c.TTL
 	if ttl <= 0 {
 		ttl = schema.DefaultTTL
 	}
+	log := d.log.With(zap.String("sms", c.ID), zap.String("tenant", c.Tenant), logging.Phone(c.Phone))
 	job := schema.Job{
 		V: schema.Version, ID: schema.JobID(c.ID, c.RetryCount), SmsID: c.ID, Tenant: c.Tenant,
-		PhoneNumber: c.Phone, Message: c.Message, CountryCode: c.Country,
+		PhoneNumber: c.Phone, Message: c.Message, CountryCode: d.route(c.Country, claimed, log),
 		CreatedAt: c.Timestamp, ExpiresAt: c.Timestamp.Add(ttl), ClaimedAt: now,
 	}
-	log := d.log.With(zap.String("sms", c.ID), zap.String("tenant", c.Tenant), logging.Phone(c.Phone))
 	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	result := func(st schema.Status, code, reason string) schema.Result {
@@ -656,11 +679,37 @@ func (d *Dispatcher) publishJob(ctx context.Context, job schema.Job, log *zap.Lo
 		log.Error("claimed SMS could not be queued; the next start re-queues it", zap.Error(err))
 		return false
 	}
+	d.wakeModems(job.CountryCode)
 	d.mu.Lock()
 	d.inflight[job.ID] = time.Now()
 	d.mu.Unlock()
 	d.m.jobs.Inc()
 	return true
+}
+
+// wakeModems tells the modems that pull from several jobs consumers that
+// a job for cc is waiting now (a modem with one consumer waits in a pull
+// and needs no word). It is a hint: a lost one costs a modem's slow
+// re-check, never a job.
+func (d *Dispatcher) wakeModems(cc string) {
+	if err := d.q.Conn().Publish(schema.WakeSubjectFor(cc), nil); err != nil {
+		d.log.Debug("wake modems", zap.Error(err))
+	}
+}
+
+// route is the country a claimed SMS is queued for: its own CountryCode
+// (which the API's per-country claim makes equal to claimed) when this
+// poller claims that country, else the country it was claimed for. Only
+// the claimed countries have a jobs consumer and a ready modem serving
+// them; a job queued for any other would wait for ever.
+func (d *Dispatcher) route(country, claimed string, log *zap.Logger) string {
+	cc := schema.JobCountry(strings.ToUpper(country))
+	if slices.Contains(d.cfg.Countries, cc) || claimed == "" {
+		return cc
+	}
+	log.Warn("claimed SMS names a country this poller does not claim; queued for the country it was claimed for",
+		zap.String("country_code", country), zap.String("claimed_for", claimed))
+	return claimed
 }
 
 func (d *Dispatcher) publish(ctx context.Context, subject, msgID string, v any, stream string) error {
