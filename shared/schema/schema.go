@@ -18,17 +18,17 @@ const Version = 1
 // Stream, subject and consumer names. The poller creates every stream and
 // consumer; the modem only binds to them.
 const (
-	JobsStream      = "SMS_JOBS"
-	JobsSubject     = "sms.jobs" // jobs are published on sms.jobs.<CC>
-	JobsFilter      = "sms.jobs.>"
+	JobsStream  = "SMS_JOBS"
+	JobsSubject = "sms.jobs" // jobs are published on sms.jobs.<CC>
+	JobsFilter  = "sms.jobs.>"
 	// JobsConsumerPrefix names the jobs consumers: one per country,
 	// modem-<CC> filtering sms.jobs.<CC> (see JobsConsumerFor). A modem
 	// pulls from the consumers of the countries it serves.
 	JobsConsumerPrefix = "modem-"
-	ResultsStream   = "SMS_RESULTS"
-	ResultsSubject  = "sms.results" // results are published on sms.results.<outcome>
-	ResultsFilter   = "sms.results.>"
-	ResultsConsumer = "poller"
+	ResultsStream      = "SMS_RESULTS"
+	ResultsSubject     = "sms.results" // results are published on sms.results.<outcome>
+	ResultsFilter      = "sms.results.>"
+	ResultsConsumer    = "poller"
 	// WakeSubject prefixes the core NATS note published on
 	// sms.wake.<CC> whenever a job for CC may be waiting (queued, or handed
 	// back): a modem that pulls from several jobs consumers waits on it
