@@ -2,6 +2,7 @@ package app
 
 import (
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -23,6 +24,7 @@ type Config struct {
 	SendTimeout config.Duration `env:"MODEM_SEND_TIMEOUT" envDefault:"120s" help:"timeout for one AT+CMGS"`
 	Number      string          `env:"MODEM_NUMBER" help:"the SIM's own number"`
 	Country     string          `env:"MODEM_COUNTRY" envDefault:"RO" help:"region for national numbers"`
+	Countries   string          `env:"MODEM_COUNTRIES" help:"ISO codes of the countries whose SMS this modem sends (the SMS's CountryCode), e.g. RO or RO,MD; empty is any"`
 	ModemID     string          `env:"MODEM_ID" help:"this modem's name on the broker (heartbeat, metrics, sms-poller check); unique per modem; default its IMEI"`
 	RateLimit   string          `env:"MODEM_RATE_LIMIT" help:"most SMS parts in any sliding window, e.g. 6/m or 10/m,300/h,1000/d (units s, m, h, d); empty is none"`
 	NATSURL     string          `env:"NATS_URL" envDefault:"nats://poller:4222" help:"the poller's broker"`
@@ -86,6 +88,9 @@ func (c Config) Validate() error {
 	if u, err := url.Parse(c.NATSURL); err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls") {
 		bad("NATS_URL", c.NATSURL, "nats://host:port, e.g. nats://poller:4222")
 	}
+	if _, err := c.CountryCodes(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.ModemID != "" && !schema.ValidModemID(c.ModemID) {
 		bad("MODEM_ID", c.ModemID, "1 to 32 letters, digits, '-' or '_', unique per modem, e.g. pi1-ro")
 	}
@@ -148,4 +153,21 @@ func (c Config) canaryNumber() (pdu.Number, *config.Error) {
 		return pdu.Number{}, config.Invalid(name, raw, "a phone number the canary can reach, e.g. +40722999099")
 	}
 	return n, nil
+}
+
+// CountryCodes returns MODEM_COUNTRIES upper-cased and de-duplicated, in
+// its order; none means any country.
+func (c Config) CountryCodes() ([]string, *config.Error) {
+	var out []string
+	for _, cc := range strings.Split(c.Countries, ",") {
+		cc = strings.ToUpper(strings.TrimSpace(cc))
+		switch {
+		case cc == "":
+		case !schema.ValidCountry(cc):
+			return nil, config.Invalid("MODEM_COUNTRIES", c.Countries, "two-letter ISO country codes separated by commas, e.g. RO or RO,MD; empty for any")
+		case !slices.Contains(out, cc):
+			out = append(out, cc)
+		}
+	}
+	return out, nil
 }
