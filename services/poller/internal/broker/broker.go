@@ -16,6 +16,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -367,6 +368,21 @@ func (b *Broker) JobsPending(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("jobs pending: %w", err)
 	}
 	return int(info.State.Msgs), nil
+}
+
+// JobsByCountry returns the number of jobs held in SMS_JOBS per country
+// (the last token of sms.jobs.<CC>): queued, in flight, or dead and not yet
+// reaped.
+func (b *Broker) JobsByCountry(ctx context.Context) (map[string]int, error) {
+	info, err := b.jobs.Info(ctx, jetstream.WithSubjectFilter(schema.JobsFilter))
+	if err != nil {
+		return nil, fmt.Errorf("jobs by country: %w", err)
+	}
+	out := make(map[string]int, len(info.State.Subjects))
+	for subject, n := range info.State.Subjects {
+		out[strings.TrimPrefix(subject, schema.JobsSubject+".")] += int(n)
+	}
+	return out, nil
 }
 
 // Shutdown drains the in-process client so outstanding publishes get their

@@ -68,7 +68,7 @@ type Upstream interface {
 type Queue interface {
 	JetStream() jetstream.JetStream
 	Conn() *nats.Conn
-	JobsPending(ctx context.Context) (int, error)
+	JobsByCountry(ctx context.Context) (map[string]int, error)
 }
 
 // Config tunes the dispatcher.
@@ -359,22 +359,31 @@ func (d *Dispatcher) pruneLocked(now time.Time) {
 	}
 }
 
+// served is a country some ready modem serves, and how many do.
+type served struct {
+	cc     string
+	modems int
+}
+
 // readyFor returns how many modems are ready now and which of countries
-// at least one of them serves, in countries' order.
-func (d *Dispatcher) readyFor(countries []string) (int, []string) {
+// at least one of them serves (with how many), in countries' order.
+func (d *Dispatcher) readyFor(countries []string) (int, []served) {
 	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var served []string
+	var out []served
 	for _, cc := range countries {
+		n := 0
 		for _, v := range d.modems {
 			if v.readyAt(now) && v.serves(cc) {
-				served = append(served, cc)
-				break
+				n++
 			}
 		}
+		if n > 0 {
+			out = append(out, served{cc, n})
+		}
 	}
-	return d.readyCountLocked(now), served
+	return d.readyCountLocked(now), out
 }
 
 // ModemInfo is one modem as the poller sees it.
@@ -532,19 +541,34 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 	errWait := backoff.New(time.Second, time.Minute)
 	next := 0 // round-robin start, so one busy country cannot starve another
 	for ctx.Err() == nil {
-		ready, countries := d.readyFor(d.cfg.Countries)
-		if ready == 0 || len(countries) == 0 {
+		ready, served := d.readyFor(d.cfg.Countries)
+		if ready == 0 || len(served) == 0 {
 			d.wait(ctx, d.cfg.PollInterval)
 			continue
 		}
-		pending, err := d.q.JobsPending(ctx)
+		byCC, err := d.q.JobsByCountry(ctx)
 		if err != nil {
 			d.log.Warn("cannot read the job queue depth", zap.Error(err))
 			d.wait(ctx, time.Second)
 			continue
 		}
-		d.m.queued.Set(float64(pending))
-		if pending >= d.cfg.MaxQueued*ready {
+		total, queued := 0, 0
+		for _, n := range byCC {
+			total += n
+		}
+		d.m.queued.Set(float64(total))
+		// MAX_QUEUED_JOBS per ready modem, over the countries ready modems
+		// serve and for each country over the modems serving it: the jobs
+		// of a country no ready modem serves (its SIM rate-limited, say)
+		// wait for it without holding up the others.
+		var countries []string
+		for _, s := range served {
+			queued += byCC[s.cc]
+			if byCC[s.cc] < d.cfg.MaxQueued*s.modems {
+				countries = append(countries, s.cc)
+			}
+		}
+		if queued >= d.cfg.MaxQueued*ready || len(countries) == 0 {
 			// Back-pressure: results poke us; the timer covers a result
 			// that was acked before we started waiting.
 			d.wait(ctx, 250*time.Millisecond)
