@@ -144,7 +144,7 @@ func New(cfg Config, js jetstream.JetStream, m Modem, l *ledger.Ledger) *Sender 
 func (s *Sender) Run(ctx context.Context) error {
 	defer s.src.close()
 	retry := backoff.New(200*time.Millisecond, 5*time.Second)
-	untrusted := false
+	untrusted, noConsumer := false, false
 	for ctx.Err() == nil {
 		if err := s.modem.WaitReady(ctx); err != nil {
 			break
@@ -165,6 +165,13 @@ func (s *Sender) Run(ctx context.Context) error {
 		msg, err := s.src.pull(ctx)
 		if errors.Is(err, errIdle) {
 			continue
+		}
+		if errors.Is(err, errNoConsumer) != noConsumer {
+			noConsumer = !noConsumer
+			if noConsumer {
+				s.log.Warn("no jobs consumer to pull from yet: is the poller running and claiming a country in MODEM_COUNTRIES (its SMS_COUNTRIES)?",
+					zap.Strings("MODEM_COUNTRIES", s.cfg.Countries))
+			}
 		}
 		if err != nil {
 			s.log.Debug("pull job", zap.Error(err))

@@ -168,3 +168,36 @@ func TestModemUsesEveryJobsConsumer(t *testing.T) {
 	}
 	m.expectDenied(t, schema.JobsFilter)
 }
+
+// A job of any country's consumer that exhausts its deliveries is handed
+// over; the scans of each consumer never take another country's queued job.
+func TestDeadJobOfAnyCountry(t *testing.T) {
+	cfg := deadJobConfig(t)
+	cfg.Countries = []string{"RO", "MD"}
+	cfg.DeadJobScan = 50 * time.Millisecond
+	b := startBroker(t, cfg)
+	rec := newDeadJobRecorder()
+	watch(t, b, rec.handle)
+	m := connectModem(t, b)
+	md, err := m.js.Consumer(testCtx(t), schema.JobsStream, schema.JobsConsumerFor("MD"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Queued for RO before the MD job, never pulled: below MD's floor.
+	publishJob(t, b, "ro.waiting")
+	if _, err := b.JetStream().Publish(testCtx(t), schema.JobSubject("MD"), []byte("job md.dead"), jetstream.WithMsgID("md.dead")); err != nil {
+		t.Fatal(err)
+	}
+	exhaust(t, md, cfg.MaxDeliver)
+	if got := rec.wait(t); got != "job md.dead" {
+		t.Fatalf("dead job handler got %q", got)
+	}
+	time.Sleep(300 * time.Millisecond) // several scans; asserting that nothing happens
+	if got := rec.handled(); len(got) != 1 {
+		t.Fatalf("dead job handler calls = %q, want the MD job only", got)
+	}
+	msg := next(t, m.consumer(t))
+	if string(msg.Data()) != "job ro.waiting" {
+		t.Fatalf("RO job = %q", msg.Data())
+	}
+}
