@@ -53,3 +53,34 @@ func sentCount(v *smsapi.View, ids []string) int {
 	}
 	return n
 }
+
+// A stranded claim of a country taken out of SMS_COUNTRIES is not queued
+// again at start: no jobs consumer serves it, so it would wait for ever.
+// The API hands it out again after its trust timeout.
+func TestStrandedClaimOfAnUnclaimedCountryIsNotRequeued(t *testing.T) {
+	r := newRigWith(t, rigOpts{noRun: true})
+	gb := "GB"
+	id := r.api.Seed(smsapi.SMS{PhoneNumber: "+447911123456", Message: "stranded", Tenant: "t1",
+		Status: schema.StatusEntrusted, RetryCount: 1, CountryCode: &gb, SentAt: ptr(time.Now())})
+	job := schema.Job{V: 1, ID: schema.JobID(id, 1), SmsID: id, Tenant: "t1", PhoneNumber: "+447911123456",
+		Message: "stranded", CountryCode: "GB", CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}
+	if err := r.claims.Issue(context.Background(), job, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	fresh := r.seed("fresh", nil, 0)
+	r.start(2)
+	r.heartbeat(true)
+	msg, j := r.pull()
+	if j.SmsID != fresh {
+		t.Fatalf("job %+v, want the fresh RO SMS", j)
+	}
+	r.finish(msg, j, schema.StatusSent)
+	r.wait("the fresh SMS Sent", func(v *smsapi.View) bool { return status(v, fresh) == schema.StatusSent })
+	r.eventually("the stream empty", func() bool { return r.stored(schema.JobsStream) == 0 })
+	if byCC, _ := r.b.JobsByCountry(context.Background()); byCC["GB"] != 0 {
+		t.Fatalf("the GB claim was queued: %v", byCC)
+	}
+	if m, _ := r.api.Get(id); m.Status != schema.StatusEntrusted {
+		t.Fatalf("the stranded SMS is %v, want left Entrusted for the API", m.Status)
+	}
+}

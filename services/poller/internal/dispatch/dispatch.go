@@ -524,6 +524,11 @@ func (d *Dispatcher) requeue(ctx context.Context, rec claims.Record, st schema.S
 			d.log.Error("could not re-queue a result", zap.String("sms", rec.SmsID), zap.Error(err))
 		}
 		return true
+	case st == schema.StatusEntrusted && !slices.Contains(d.cfg.Countries, schema.JobCountry(rec.Job.CountryCode)):
+		// No jobs consumer may exist for it any more, so a job would wait
+		// for ever; the API hands it out again after its trust timeout.
+		d.log.Warn("stranded claim of a country no longer in SMS_COUNTRIES; not re-queued",
+			zap.String("sms", rec.SmsID), zap.String("country", rec.Job.CountryCode))
 	case st == schema.StatusEntrusted:
 		d.publishJob(ctx, *rec.Job, d.log.With(zap.String("sms", rec.SmsID), zap.String("tenant", rec.Tenant)))
 		return true
