@@ -85,4 +85,9 @@ func TestEachSIMSendsOnlyItsCountry(t *testing.T) {
 			t.Errorf("poller metrics lack %s:\n%s", series, grepLines(body, "modem_up"))
 		}
 	}
+	// sms-poller check lists each modem with its state and countries.
+	r := execute(t, st.Poller.Command(ctxT(t, time.Minute), "check"))
+	if r.code != 0 || !strings.Contains(r.stdout, "md ready (MD)") || !strings.Contains(r.stdout, "ro ready (RO)") {
+		t.Errorf("check: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }
