@@ -18,14 +18,23 @@ const Version = 1
 // Stream, subject and consumer names. The poller creates every stream and
 // consumer; the modem only binds to them.
 const (
-	JobsStream      = "SMS_JOBS"
-	JobsSubject     = "sms.jobs" // jobs are published on sms.jobs.<CC>
-	JobsFilter      = "sms.jobs.>"
-	JobsConsumer    = "modem"
-	ResultsStream   = "SMS_RESULTS"
-	ResultsSubject  = "sms.results" // results are published on sms.results.<outcome>
-	ResultsFilter   = "sms.results.>"
-	ResultsConsumer = "poller"
+	JobsStream  = "SMS_JOBS"
+	JobsSubject = "sms.jobs" // jobs are published on sms.jobs.<CC>
+	JobsFilter  = "sms.jobs.>"
+	// JobsConsumerPrefix names the jobs consumers: one per country,
+	// modem-<CC> filtering sms.jobs.<CC> (see JobsConsumerFor). A modem
+	// pulls from the consumers of the countries it serves.
+	JobsConsumerPrefix = "modem-"
+	ResultsStream      = "SMS_RESULTS"
+	ResultsSubject     = "sms.results" // results are published on sms.results.<outcome>
+	ResultsFilter      = "sms.results.>"
+	ResultsConsumer    = "poller"
+	// WakeSubject prefixes the core NATS note published on
+	// sms.wake.<CC> whenever a job for CC may be waiting (queued, or handed
+	// back): a modem that pulls from several jobs consumers waits on it
+	// instead of holding a pull open on each.
+	WakeSubject = "sms.wake"
+	WakeFilter  = WakeSubject + ".*"
 	// StatusSubject prefixes each modem's heartbeat (core NATS, not
 	// stored), published on sms.modem.status.<MODEM_ID>: the poller claims
 	// work only while a fresh heartbeat of some modem says ready.
@@ -205,11 +214,35 @@ func (r Result) Subject() string {
 
 // JobSubject returns the subject a job for country cc is published on. A
 // country code that is not two ASCII letters maps to "XX" for the same reason.
-func JobSubject(cc string) string {
-	if len(cc) != 2 || !isUpper(cc[0]) || !isUpper(cc[1]) {
-		cc = "XX"
+func JobSubject(cc string) string { return JobsSubject + "." + JobCountry(cc) }
+
+// JobCountry is the country token a job for cc is routed by: cc when it is
+// two upper-case ASCII letters, else "XX".
+func JobCountry(cc string) string {
+	if !ValidCountry(cc) {
+		return "XX"
 	}
-	return JobsSubject + "." + cc
+	return cc
+}
+
+// ValidCountry reports whether cc is two upper-case ASCII letters.
+func ValidCountry(cc string) bool { return len(cc) == 2 && isUpper(cc[0]) && isUpper(cc[1]) }
+
+// JobsConsumerFor names the jobs consumer of country cc (as JobCountry
+// routes it), e.g. modem-RO.
+func JobsConsumerFor(cc string) string { return JobsConsumerPrefix + JobCountry(cc) }
+
+// WakeSubjectFor is the wake subject of country cc (as JobCountry routes it).
+func WakeSubjectFor(cc string) string { return WakeSubject + "." + JobCountry(cc) }
+
+// JobsConsumerCountry returns the country of a jobs consumer's name, and
+// false when name is no jobs consumer's.
+func JobsConsumerCountry(name string) (string, bool) {
+	cc, ok := strings.CutPrefix(name, JobsConsumerPrefix)
+	if !ok || !ValidCountry(cc) {
+		return "", false
+	}
+	return cc, true
 }
 
 func isUpper(c byte) bool { return c >= 'A' && c <= 'Z' }

@@ -53,3 +53,18 @@ func TestModemStatusRoundTrip(t *testing.T) {
 		t.Fatalf("%+v %v (%s)", out, err, b)
 	}
 }
+
+func TestJobsConsumerNames(t *testing.T) {
+	if got := JobsConsumerFor("MD"); got != "modem-MD" {
+		t.Errorf("JobsConsumerFor(MD) = %q", got)
+	}
+	if got := JobsConsumerFor("m.>"); got != "modem-XX" {
+		t.Errorf("JobsConsumerFor(m.>) = %q", got)
+	}
+	for name, want := range map[string]string{"modem-RO": "RO", "modem-XX": "XX", "modem": "", "modem-ro": "", "modem-ROU": "", "poller": "", "modem-": ""} {
+		cc, ok := JobsConsumerCountry(name)
+		if cc != want || ok != (want != "") {
+			t.Errorf("JobsConsumerCountry(%q) = %q, %v", name, cc, ok)
+		}
+	}
+}

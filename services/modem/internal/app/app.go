@@ -67,7 +67,12 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 	modem := NewModem(cfg, log, hs)
 	l := newLink(cfg, log.Named("nats"), hs.Registry)
 	clk := clock.New(nil)
+	countries, cerr := cfg.CountryCodes()
+	if cerr != nil {
+		return cerr
+	}
 	id := newIdentity(cfg.ModemID, log, hs.Registry)
+	id.countries = countries
 	windows, err := ratelimit.Parse(cfg.RateLimit)
 	if err != nil {
 		return config.Invalid("MODEM_RATE_LIMIT", cfg.RateLimit, err.Error())
@@ -172,7 +177,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 		}
 	}
 	s := sender.New(sender.Config{
-		Region: cfg.Country, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
+		Region: cfg.Country, Countries: countries, MaxParts: cfg.MaxParts, SendTimeout: cfg.SendTimeout.D(),
 		Clock: clk, Attempts: att, Holding: id.hold, Log: log.Named("sender"), Reg: hs.Registry,
 	}, js, gate, led)
 
@@ -258,7 +263,7 @@ func beat(l *link, g gatedModem, clk *clock.Clock) *nats.Conn {
 	id := g.id
 	st := g.Status()
 	hb := schema.ModemStatus{
-		V: schema.Version, ID: id.resolve(st.IMEI), Instance: id.instance, Holding: id.holding(),
+		V: schema.Version, ID: id.resolve(st.IMEI), Instance: id.instance, Holding: id.holding(), Countries: id.countries,
 		Ready: st.State == gsm.StateReady, Reason: string(st.State),
 		Operator: st.Operator, Signal: st.Signal, IMEI: st.IMEI, At: time.Now().UTC(),
 		ValidFor: schema.Duration(3 * heartbeatEvery),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,6 +27,7 @@ type Config struct {
 	SendTimeout config.Duration `env:"MODEM_SEND_TIMEOUT" envDefault:"120s" help:"timeout for one AT+CMGS"`
 	Number      string          `env:"MODEM_NUMBER" help:"the SIM's own number"`
 	Country     string          `env:"MODEM_COUNTRY" envDefault:"RO" help:"region for national numbers"`
+	Countries   string          `env:"MODEM_COUNTRIES" help:"ISO codes of the countries whose SMS this modem sends (the SMS's CountryCode), e.g. RO or RO,MD; empty is any"`
 	ModemID     string          `env:"MODEM_ID" help:"this modem's name on the broker (heartbeat, metrics, sms-poller check); unique per modem; default its IMEI"`
 	RateLimit   string          `env:"MODEM_RATE_LIMIT" help:"most SMS parts in any sliding window, e.g. 6/m or 10/m,300/h,1000/d (units s, m, h, d); empty is none"`
 	NATSURL     string          `env:"NATS_URL" envDefault:"nats://poller:4222" help:"the poller's broker: nats://host:port, or tls://host:port when the poller sets NATS_TLS_CERT"`
@@ -97,6 +99,9 @@ func (c Config) Validate() error {
 		} else if _, err := loadCA(c.NATSCA); err != nil {
 			bad("NATS_CA", c.NATSCA, "a readable PEM file with the CA certificate that signed the poller's NATS_TLS_CERT ("+err.Error()+")")
 		}
+	}
+	if _, err := c.CountryCodes(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ModemID != "" && !schema.ValidModemID(c.ModemID) {
 		bad("MODEM_ID", c.ModemID, "1 to 32 letters, digits, '-' or '_', unique per modem, e.g. pi1-ro")
@@ -174,4 +179,21 @@ func (c Config) canaryNumber() (pdu.Number, *config.Error) {
 		return pdu.Number{}, config.Invalid(name, raw, "a phone number the canary can reach, e.g. +40722999099")
 	}
 	return n, nil
+}
+
+// CountryCodes returns MODEM_COUNTRIES upper-cased and de-duplicated, in
+// its order; none means any country.
+func (c Config) CountryCodes() ([]string, *config.Error) {
+	var out []string
+	for _, cc := range strings.Split(c.Countries, ",") {
+		cc = strings.ToUpper(strings.TrimSpace(cc))
+		switch {
+		case cc == "":
+		case !schema.ValidCountry(cc):
+			return nil, config.Invalid("MODEM_COUNTRIES", c.Countries, "two-letter ISO country codes separated by commas, e.g. RO or RO,MD; empty for any")
+		case !slices.Contains(out, cc):
+			out = append(out, cc)
+		}
+	}
+	return out, nil
 }

@@ -24,10 +24,11 @@ import (
 // this one takes no job until that beat has expired. The poller does the
 // same on its side, so neither is claimed for.
 type identity struct {
-	fixed    string // MODEM_ID
-	instance string // random per process
-	log      *zap.Logger
-	info     *prometheus.GaugeVec
+	fixed     string   // MODEM_ID
+	instance  string   // random per process
+	countries []string // MODEM_COUNTRIES, for the heartbeat; empty: any
+	log       *zap.Logger
+	info      *prometheus.GaugeVec
 
 	onTake func() // a job was taken: beat at once, naming it
 

@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -56,7 +55,11 @@ type Attempts interface {
 
 // Config tunes the sender.
 type Config struct {
-	Region      string        // default region for national numbers (MODEM_COUNTRY)
+	Region string // default region for national numbers (MODEM_COUNTRY)
+	// Countries are the MODEM_COUNTRIES: jobs are pulled only from their
+	// consumers, and a job for any other country is refused. Empty: every
+	// country the poller queues jobs for.
+	Countries   []string
 	MaxParts    int           // part limit per SMS
 	SendTimeout time.Duration // bound on one job's sending, and on the drain at shutdown
 	// Backoff is the wait before each retry of a part after a transient
@@ -88,16 +91,16 @@ type Sender struct {
 	refs   *pdu.RefCounter
 	log    *zap.Logger
 	m      metrics
+	src    *source
 
-	mu      sync.Mutex
-	cons    jetstream.Consumer
-	ackWait time.Duration
+	mu sync.Mutex
 }
 
 type metrics struct {
-	sends  *prometheus.CounterVec
-	parts  prometheus.Counter
-	active prometheus.Gauge
+	sends   *prometheus.CounterVec
+	parts   prometheus.Counter
+	active  prometheus.Gauge
+	refused *prometheus.CounterVec
 }
 
 // New builds a sender.
@@ -114,7 +117,8 @@ func New(cfg Config, js jetstream.JetStream, m Modem, l *ledger.Ledger) *Sender 
 	if cfg.Backoff == nil {
 		cfg.Backoff = []time.Duration{2 * time.Second, 10 * time.Second, 30 * time.Second}
 	}
-	s := &Sender{cfg: cfg, js: js, modem: m, ledger: l, refs: pdu.NewRefCounter(uint8(rand.UintN(256))), log: cfg.Log}
+	s := &Sender{cfg: cfg, js: js, modem: m, ledger: l, refs: pdu.NewRefCounter(uint8(rand.UintN(256))), log: cfg.Log,
+		src: newSource(cfg.Countries, js, cfg.Log)}
 	s.m = metrics{
 		sends: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sms_modem_sends_total", Help: "Jobs finished, by outcome.",
@@ -125,9 +129,12 @@ func New(cfg Config, js jetstream.JetStream, m Modem, l *ledger.Ledger) *Sender 
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sms_modem_job_in_progress", Help: "1 while a job is being handled.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sms_modem_jobs_refused_total", Help: "Jobs handed back unsent because this modem must not send them (country: not in MODEM_COUNTRIES).",
+		}, []string{"reason"}),
 	}
 	if cfg.Reg != nil {
-		cfg.Reg.MustRegister(s.m.sends, s.m.parts, s.m.active)
+		cfg.Reg.MustRegister(s.m.sends, s.m.parts, s.m.active, s.m.refused)
 	}
 	return s
 }
@@ -135,8 +142,9 @@ func New(cfg Config, js jetstream.JetStream, m Modem, l *ledger.Ledger) *Sender 
 // Run pulls and handles jobs until ctx ends. A job in flight when ctx ends
 // is finished (bounded by SendTimeout), reported and acked before Run returns.
 func (s *Sender) Run(ctx context.Context) error {
+	defer s.src.close()
 	retry := backoff.New(200*time.Millisecond, 5*time.Second)
-	untrusted := false
+	untrusted, noConsumer := false, false
 	for ctx.Err() == nil {
 		if err := s.modem.WaitReady(ctx); err != nil {
 			break
@@ -154,22 +162,18 @@ func (s *Sender) Run(ctx context.Context) error {
 			s.log.Info("time is trusted again; taking jobs")
 			untrusted = false
 		}
-		cons, err := s.consumer(ctx)
-		if err != nil {
-			s.log.Debug("jobs consumer not available yet", zap.Error(err))
-			retry.Wait(ctx)
+		msg, err := s.src.pull(ctx)
+		if errors.Is(err, errIdle) {
 			continue
 		}
-		nctx, ncancel := context.WithTimeout(ctx, 5*time.Second)
-		msg, err := cons.Next(jetstream.FetchContext(nctx))
-		ncancel()
+		if errors.Is(err, errNoConsumer) != noConsumer {
+			noConsumer = !noConsumer
+			if noConsumer {
+				s.log.Warn("no jobs consumer to pull from yet: is the poller running and claiming a country in MODEM_COUNTRIES (its SMS_COUNTRIES)?",
+					zap.Strings("MODEM_COUNTRIES", s.cfg.Countries))
+			}
+		}
 		if err != nil {
-			if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-				continue
-			}
-			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
-				s.resetConsumer()
-			}
 			s.log.Debug("pull job", zap.Error(err))
 			retry.Wait(ctx)
 			continue
@@ -190,30 +194,15 @@ func (s *Sender) hold(ackSubject string) {
 	}
 }
 
-func (s *Sender) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cons != nil {
-		return s.cons, nil
-	}
-	c, err := s.js.Consumer(ctx, schema.JobsStream, schema.JobsConsumer)
-	if err != nil {
-		return nil, err
-	}
-	s.cons = c
-	if info := c.CachedInfo(); info != nil {
-		s.ackWait = info.Config.AckWait
-	}
-	return c, nil
-}
-
-func (s *Sender) resetConsumer() { s.mu.Lock(); s.cons = nil; s.mu.Unlock() }
-
 // Use switches the sender to js, a new connection's JetStream after the old
 // one closed for good. A job in flight publishes its result through it.
-func (s *Sender) Use(js jetstream.JetStream) { s.mu.Lock(); s.js, s.cons = js, nil; s.mu.Unlock() }
+func (s *Sender) Use(js jetstream.JetStream) { s.mu.Lock(); s.js = js; s.mu.Unlock(); s.src.use(js) }
 
 func (s *Sender) jetStream() jetstream.JetStream { s.mu.Lock(); defer s.mu.Unlock(); return s.js }
+
+// refuseDelay is how long a job this modem must not send is kept from
+// being delivered again.
+const refuseDelay = 30 * time.Second
 
 // handle processes one delivery to the end: publish a result and ack, or
 // leave the job for redelivery when nothing was sent and we are stopping.
@@ -232,6 +221,15 @@ func (s *Sender) handle(runCtx context.Context, msg jetstream.Msg) {
 		return
 	}
 	log := s.log.With(zap.String("job", job.ID), logging.Phone(job.PhoneNumber))
+	if cc := schema.JobCountry(job.CountryCode); !s.src.serves(cc) {
+		// Routing by consumer keeps such a job away; should one come all
+		// the same, a modem serving its country sends it, never this one.
+		s.m.refused.WithLabelValues("country").Inc()
+		log.Error("job for a country outside MODEM_COUNTRIES; handing it back unsent",
+			zap.String("country", cc), zap.Strings("MODEM_COUNTRIES", s.cfg.Countries))
+		_ = msg.NakWithDelay(refuseDelay)
+		return
+	}
 	delivered := 1
 	if md, err := msg.Metadata(); err == nil {
 		delivered = int(md.NumDelivered)
@@ -449,6 +447,7 @@ func (s *Sender) abandon(job schema.Job, msg jetstream.Msg, log *zap.Logger) (sc
 		cancel()
 	}
 	_ = msg.Nak()
+	s.src.wakeOthers(job.CountryCode)
 	log.Info("job handed back unsent")
 	return schema.Result{}, false
 }
@@ -517,10 +516,8 @@ func (s *Sender) heartbeatEvery() time.Duration {
 	if s.cfg.Heartbeat > 0 {
 		return s.cfg.Heartbeat
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ackWait > 0 {
-		return max(s.ackWait/3, 100*time.Millisecond)
+	if ackWait := s.src.consumerAckWait(); ackWait > 0 {
+		return max(ackWait/3, 100*time.Millisecond)
 	}
 	return 10 * time.Second
 }

@@ -386,8 +386,8 @@ func startNATS(t *testing.T, password string) (*server.Server, *server.Options) 
 		t.Fatal(err)
 	}
 	if _, err := jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable: schema.JobsConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Second,
-		MaxAckPending: 1, FilterSubject: schema.JobsFilter,
+		Durable: schema.JobsConsumerFor("RO"), AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Second,
+		MaxAckPending: 1, FilterSubject: schema.JobSubject("RO"),
 	}); err != nil {
 		t.Fatal(err)
 	}

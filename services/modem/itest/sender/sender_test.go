@@ -122,9 +122,9 @@ func newEnv(t *testing.T, o envOpt) *env {
 		t.Fatal(err)
 	}
 	e.jobs, err = jobs.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable: schema.JobsConsumer, AckPolicy: jetstream.AckExplicitPolicy,
+		Durable: schema.JobsConsumerFor("RO"), AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: 3 * time.Second, MaxDeliver: 5, MaxAckPending: 1,
-		FilterSubject: schema.JobsFilter, DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: schema.JobSubject("RO"), DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +199,9 @@ func (e *env) start(cfg sender.Config) (stop func()) {
 func (e *env) startWith(cfg sender.Config, m sender.Modem) (stop func()) {
 	e.t.Helper()
 	cfg.Log = e.log.Named("sender")
-	cfg.Reg = prometheus.NewRegistry()
+	if cfg.Reg == nil {
+		cfg.Reg = prometheus.NewRegistry()
+	}
 	cfg.Clock = e.clk
 	s := sender.New(cfg, e.js, m, e.led)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -62,7 +62,7 @@ func run(ctx context.Context, cfg Config, log *zap.Logger, started func(*broker.
 	}
 	b, err := broker.Start(ctx, broker.Config{
 		Listen: cfg.NATSListen, TLS: brokerTLS, StoreDir: cfg.StoreDir,
-		ModemUser: cfg.NATSUser, ModemPassword: cfg.NATSPass,
+		ModemUser: cfg.NATSUser, ModemPassword: cfg.NATSPass, Countries: countries,
 		MaxStore: cfg.MaxStoreMB << 20, AckWait: cfg.AckWait.D(), MaxDeliver: cfg.MaxDeliver,
 		Log: log.Named("broker"),
 	})

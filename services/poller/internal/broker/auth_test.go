@@ -196,13 +196,13 @@ func TestModemIsRefusedEverythingElse(t *testing.T) {
 				jetstream.ConsumerConfig{Durable: "evil", FilterSubject: schema.JobsFilter})
 			return err
 		}},
-		{"update the modem consumer", "$JS.API.CONSUMER.CREATE.SMS_JOBS.modem.sms.jobs.>", func() error {
+		{"update a jobs consumer", "$JS.API.CONSUMER.CREATE.SMS_JOBS.modem-RO.sms.jobs.RO", func() error {
 			_, err := m.js.UpdateConsumer(denied(), schema.JobsStream,
-				jetstream.ConsumerConfig{Durable: schema.JobsConsumer, FilterSubject: schema.JobsFilter, MaxDeliver: 100})
+				jetstream.ConsumerConfig{Durable: schema.JobsConsumerFor("RO"), FilterSubject: schema.JobSubject("RO"), MaxDeliver: 100})
 			return err
 		}},
-		{"delete the modem consumer", "$JS.API.CONSUMER.DELETE.SMS_JOBS.modem", func() error {
-			return m.js.DeleteConsumer(denied(), schema.JobsStream, schema.JobsConsumer)
+		{"delete a jobs consumer", "$JS.API.CONSUMER.DELETE.SMS_JOBS.modem-RO", func() error {
+			return m.js.DeleteConsumer(denied(), schema.JobsStream, schema.JobsConsumerFor("RO"))
 		}},
 		{"beat outside the per-modem subjects", "sms.modem.status.a.b", func() error {
 			return m.nc.Publish("sms.modem.status.a.b", []byte("{}"))

@@ -16,7 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,7 +92,10 @@ type Config struct {
 	MaxStore, MaxMemory int64
 	// JobsMaxMsgs bounds SMS_JOBS; publishing beyond it fails.
 	JobsMaxMsgs int64
-	// AckWait and MaxDeliver configure the modem consumer.
+	// Countries are the SMS_COUNTRIES: each gets a jobs consumer
+	// (modem-<CC>) that the modems serving it pull from. At least one.
+	Countries []string
+	// AckWait and MaxDeliver configure the jobs consumers.
 	AckWait    time.Duration
 	MaxDeliver int
 	// DeadJobScan is how often WatchDeadJobs rescans for jobs whose
@@ -141,6 +146,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: modem user %q is reserved", ErrConfig, internalUser)
 	case c.ModemPassword == "":
 		return fmt.Errorf("%w: modem password is empty", ErrConfig)
+	case len(c.Countries) == 0:
+		return fmt.Errorf("%w: no countries", ErrConfig)
+	case slices.ContainsFunc(c.Countries, func(cc string) bool { return !schema.ValidCountry(cc) }):
+		return fmt.Errorf("%w: countries %q: want two upper-case letters each", ErrConfig, c.Countries)
 	case c.StoreDir == "":
 		// An empty StoreDir silently falls back to os.TempDir().
 		return fmt.Errorf("%w: store dir is empty", ErrConfig)
@@ -379,6 +388,21 @@ func (b *Broker) JobsPending(ctx context.Context) (int, error) {
 	return int(info.State.Msgs), nil
 }
 
+// JobsByCountry returns the number of jobs held in SMS_JOBS per country
+// (the last token of sms.jobs.<CC>): queued, in flight, or dead and not yet
+// reaped.
+func (b *Broker) JobsByCountry(ctx context.Context) (map[string]int, error) {
+	info, err := b.jobs.Info(ctx, jetstream.WithSubjectFilter(schema.JobsFilter))
+	if err != nil {
+		return nil, fmt.Errorf("jobs by country: %w", err)
+	}
+	out := make(map[string]int, len(info.State.Subjects))
+	for subject, n := range info.State.Subjects {
+		out[strings.TrimPrefix(subject, schema.JobsSubject+".")] += int(n)
+	}
+	return out, nil
+}
+
 // Shutdown drains the in-process client so outstanding publishes get their
 // acks, then stops the server, which persists stream and consumer state.
 // It is safe to call more than once.
@@ -440,18 +464,24 @@ func buildUsers(modemUser, modemPass string) ([]*server.User, string, error) {
 }
 
 // modemPermissions allows exactly what the modem's jetstream client uses:
-// bind to and pull from its consumer, ack (including DoubleAck, InProgress,
-// Nak, Term), publish results, events and heartbeats, hear heartbeats, ask
-// the poller for the time, and receive replies. It can neither create nor inspect any other
+// list the jobs consumers, bind to and pull from them, ack (including
+// DoubleAck, InProgress, Nak, Term), publish results, events and
+// heartbeats, hear heartbeats and job wake-ups, ask the poller for the
+// time, and receive replies. The consumer token of the jobs API subjects
+// is a wildcard (NATS has no partial-token match for modem-<CC>): every
+// consumer of SMS_JOBS is a jobs consumer, the poller creates no other and
+// the modem can create none. It can neither create nor inspect any other
 // stream, consumer or KV bucket.
 func modemPermissions() *server.Permissions {
-	jobs, cons := schema.JobsStream, schema.JobsConsumer
+	jobs := schema.JobsStream
 	attempts := "KV_" + schema.AttemptsBucket
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{
-			fmt.Sprintf(server.JSApiRequestNextT, jobs, cons),
-			fmt.Sprintf(server.JSApiConsumerInfoT, jobs, cons),
-			"$JS.ACK." + jobs + "." + cons + ".>",
+			fmt.Sprintf(server.JSApiConsumersT, jobs),
+			fmt.Sprintf(server.JSApiRequestNextT, jobs, "*"),
+			fmt.Sprintf(server.JSApiConsumerInfoT, jobs, "*"),
+			"$JS.ACK." + jobs + ".*.>",
+			schema.WakeFilter, // a job handed back is waiting again
 			schema.ResultsFilter,
 			schema.StatusFilter, // sms.modem.status.<MODEM_ID>
 			schema.ClockSubject, // requests; the answer comes to its inbox
@@ -463,6 +493,6 @@ func modemPermissions() *server.Permissions {
 		}},
 		// Heartbeats too: a modem hears another one beating with its
 		// MODEM_ID and refuses to share it.
-		Subscribe: &server.SubjectPermission{Allow: []string{nats.InboxPrefix + ">", schema.StatusFilter}},
+		Subscribe: &server.SubjectPermission{Allow: []string{nats.InboxPrefix + ">", schema.StatusFilter, schema.WakeFilter}},
 	}
 }

@@ -31,6 +31,7 @@ func testConfig(t *testing.T) Config {
 		StoreDir:      t.TempDir(),
 		ModemUser:     testModemUser,
 		ModemPassword: testModemPass,
+		Countries:     []string{"RO"},
 		AckWait:       time.Second,
 		Log:           zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 	}
@@ -116,7 +117,7 @@ func connectModem(t *testing.T, b *Broker) *modemClient {
 
 func (m *modemClient) consumer(t *testing.T) jetstream.Consumer {
 	t.Helper()
-	cons, err := m.js.Consumer(testCtx(t), schema.JobsStream, schema.JobsConsumer)
+	cons, err := m.js.Consumer(testCtx(t), schema.JobsStream, schema.JobsConsumerFor("RO"))
 	if err != nil {
 		t.Fatalf("bind modem consumer: %v", err)
 	}
@@ -246,14 +247,14 @@ func TestTopologyIsCreatedThenUpdatedInPlace(t *testing.T) {
 	if hc := hook.CachedInfo().Config; hc.MaxAckPending != 1 || hc.MaxDeliver != -1 || hc.AckPolicy != jetstream.AckExplicitPolicy {
 		t.Fatalf("webhook consumer config: %+v", hc)
 	}
-	modem, err := js.Consumer(ctx, schema.JobsStream, schema.JobsConsumer)
+	modem, err := js.Consumer(ctx, schema.JobsStream, schema.JobsConsumerFor("RO"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	mc := modem.CachedInfo().Config
-	if mc.Durable != schema.JobsConsumer || mc.AckPolicy != jetstream.AckExplicitPolicy ||
+	if mc.Durable != schema.JobsConsumerFor("RO") || mc.AckPolicy != jetstream.AckExplicitPolicy ||
 		mc.AckWait != time.Second || mc.MaxDeliver != 3 || mc.MaxAckPending != maxModems ||
-		mc.FilterSubject != schema.JobsFilter || mc.DeliverPolicy != jetstream.DeliverAllPolicy {
+		mc.FilterSubject != schema.JobSubject("RO") || mc.DeliverPolicy != jetstream.DeliverAllPolicy {
 		t.Fatalf("modem consumer config: %+v", mc)
 	}
 	poller, err := js.Consumer(ctx, schema.ResultsStream, schema.ResultsConsumer)
@@ -280,7 +281,7 @@ func TestTopologyIsCreatedThenUpdatedInPlace(t *testing.T) {
 	if got := jobs.CachedInfo(); got.Config.MaxMsgs != 20 || got.State.Msgs != 1 {
 		t.Fatalf("after update: max msgs %d, msgs %d; want 20 and the kept job", got.Config.MaxMsgs, got.State.Msgs)
 	}
-	modem, err = b.JetStream().Consumer(ctx, schema.JobsStream, schema.JobsConsumer)
+	modem, err = b.JetStream().Consumer(ctx, schema.JobsStream, schema.JobsConsumerFor("RO"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,10 +370,10 @@ func TestConsumerAheadOfStreamIsRewound(t *testing.T) {
 	ctx := testCtx(t)
 	js := b.JetStream()
 	publishJob(t, b, "stuck.1")
-	if _, err := js.ResetConsumerToSequence(ctx, schema.JobsStream, schema.JobsConsumer, 100); err != nil {
+	if _, err := js.ResetConsumerToSequence(ctx, schema.JobsStream, schema.JobsConsumerFor("RO"), 100); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := js.Consumer(ctx, schema.JobsStream, schema.JobsConsumer)
+	cons, err := js.Consumer(ctx, schema.JobsStream, schema.JobsConsumerFor("RO"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,8 @@ type DeadJobFunc func(ctx context.Context, data []byte) error
 // start) catches jobs whose advisory was missed or whose fn failed. It
 // blocks until ctx is done or the broker stops; call it once.
 func (b *Broker) WatchDeadJobs(ctx context.Context, fn DeadJobFunc) error {
-	subject := fmt.Sprintf("%s.%s.%s", server.JSAdvisoryConsumerMaxDeliveryExceedPre, schema.JobsStream, schema.JobsConsumer)
+	// Every jobs consumer (one per country) raises its own advisory.
+	subject := fmt.Sprintf("%s.%s.*", server.JSAdvisoryConsumerMaxDeliveryExceedPre, schema.JobsStream)
 	seqs := make(chan uint64, 64)
 	sub, err := b.nc.Subscribe(subject, func(m *nats.Msg) {
 		var adv server.JSConsumerDeliveryExceededAdvisory
@@ -80,17 +81,37 @@ func (b *Broker) watchErr(err error) error {
 	}
 }
 
-// scanDeadJobs reaps every stored job below the consumer's ack floor (or
-// every delivered job while none is in flight). Several modems may each
-// hold a job, in any order, so only the floor is a safe bound: everything
-// at or below it was acked, terminated (both remove it from a work-queue
-// stream) or dropped after MaxDeliver, so what is still stored there is
-// dead. The server persists the floor only on the next ack, so it lags
-// behind a dead job; the advisory covers the prompt case.
+// scanDeadJobs scans each jobs consumer's subject (one per country) for
+// dead jobs.
 func (b *Broker) scanDeadJobs(ctx context.Context, fn DeadJobFunc) {
-	cons, err := b.js.Consumer(ctx, schema.JobsStream, schema.JobsConsumer)
-	if err != nil {
+	names := b.jobs.ConsumerNames(ctx)
+	var consumers []string
+	for name := range names.Name() {
+		if _, ok := schema.JobsConsumerCountry(name); ok {
+			consumers = append(consumers, name)
+		}
+	}
+	if err := names.Err(); err != nil {
 		b.log.Warn("dead job scan", zap.Error(err))
+		return
+	}
+	for _, name := range consumers {
+		b.scanConsumer(ctx, name, fn)
+	}
+}
+
+// scanConsumer reaps every stored job of one consumer's subject below its
+// ack floor (or every delivered one while none is in flight). Several
+// modems may each hold a job, in any order, so only the floor is a safe
+// bound: everything of its subject at or below it was acked, terminated
+// (both remove it from a work-queue stream) or dropped after MaxDeliver,
+// so what is still stored there is dead. The server persists the floor
+// only on the next ack, so it lags behind a dead job; the advisory covers
+// the prompt case.
+func (b *Broker) scanConsumer(ctx context.Context, name string, fn DeadJobFunc) {
+	cons, err := b.js.Consumer(ctx, schema.JobsStream, name)
+	if err != nil {
+		b.log.Warn("dead job scan", zap.String("consumer", name), zap.Error(err))
 		return
 	}
 	info := cons.CachedInfo()
@@ -99,12 +120,12 @@ func (b *Broker) scanDeadJobs(ctx context.Context, fn DeadJobFunc) {
 		end = info.Delivered.Stream + 1
 	}
 	for seq := uint64(1); seq < end; {
-		msg, err := b.jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(schema.JobsFilter))
+		msg, err := b.jobs.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(info.Config.FilterSubject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return
 		}
 		if err != nil {
-			b.log.Warn("dead job scan", zap.Error(err))
+			b.log.Warn("dead job scan", zap.String("consumer", name), zap.Error(err))
 			return
 		}
 		if msg.Sequence >= end {

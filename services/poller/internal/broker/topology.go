@@ -2,7 +2,11 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -150,16 +154,21 @@ func eventsConsumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
-func (b *Broker) modemConsumerConfig() jetstream.ConsumerConfig {
+// jobsConsumerConfig is the consumer the modems serving country cc pull
+// its jobs from. A work-queue stream refuses consumers whose filters
+// overlap, so there is one per country, shared by every modem that serves
+// it, never one per modem.
+func (b *Broker) jobsConsumerConfig(cc string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:    schema.JobsConsumer,
+		Durable:    schema.JobsConsumerFor(cc),
 		AckPolicy:  jetstream.AckExplicitPolicy,
 		AckWait:    b.cfg.AckWait,
 		MaxDeliver: b.cfg.MaxDeliver,
 		// Every modem sends one SMS at a time, so this bounds how many
-		// modems can send in parallel (SMS Server Tools drives up to 64).
+		// modems can send a country's SMS in parallel (SMS Server Tools
+		// drives up to 64).
 		MaxAckPending: maxModems,
-		FilterSubject: schema.JobsFilter,
+		FilterSubject: schema.JobSubject(cc),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 }
@@ -202,14 +211,20 @@ func (b *Broker) ensureTopology(ctx context.Context) error {
 	if _, err = b.js.CreateOrUpdateKeyValue(ctx, attemptsBucketConfig()); err != nil {
 		return fmt.Errorf("create bucket %s: %w", schema.AttemptsBucket, err)
 	}
-	for _, t := range []struct {
+	countries, err := b.jobsCountries(ctx)
+	if err != nil {
+		return err
+	}
+	type consumer struct {
 		stream jetstream.Stream
 		cfg    jetstream.ConsumerConfig
-	}{
-		{jobs, b.modemConsumerConfig()},
-		{results, resultsConsumerConfig()},
-		{events, eventsConsumerConfig()},
-	} {
+	}
+	var all []consumer
+	for _, cc := range countries {
+		all = append(all, consumer{jobs, b.jobsConsumerConfig(cc)})
+	}
+	all = append(all, consumer{results, resultsConsumerConfig()}, consumer{events, eventsConsumerConfig()})
+	for _, t := range all {
 		name := t.stream.CachedInfo().Config.Name
 		cons, err := t.stream.CreateOrUpdateConsumer(ctx, t.cfg)
 		if err != nil {
@@ -220,6 +235,59 @@ func (b *Broker) ensureTopology(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// legacyJobsConsumer is the single jobs consumer (filter sms.jobs.>) of
+// releases before the per-country ones. Its filter overlaps theirs, which a
+// work-queue stream refuses, so it is deleted before they are created.
+const legacyJobsConsumer = "modem"
+
+// jobsCountries returns the countries that need a jobs consumer (the
+// configured ones, and any other a stored job is queued for, such as XX or
+// a country taken out of SMS_COUNTRIES) and deletes the jobs consumers
+// nothing needs: the legacy single consumer and those of countries with no
+// job left. A job stored in a work-queue stream stays there when its
+// consumer goes, and the new consumer (DeliverAll) delivers it again: one a
+// modem held at the change is redelivered, and the SMS_ATTEMPTS record and
+// the modem's ledger keep it from being sent twice.
+func (b *Broker) jobsCountries(ctx context.Context) ([]string, error) {
+	countries := slices.Clone(b.cfg.Countries)
+	info, err := b.jobs.Info(ctx, jetstream.WithSubjectFilter(schema.JobsFilter))
+	if err != nil {
+		return nil, fmt.Errorf("stream info %s: %w", schema.JobsStream, err)
+	}
+	for _, subject := range slices.Sorted(maps.Keys(info.State.Subjects)) {
+		cc := strings.TrimPrefix(subject, schema.JobsSubject+".")
+		if !schema.ValidCountry(cc) {
+			// schema.JobSubject never publishes there.
+			b.log.Error("jobs are queued on a subject no jobs consumer can take", zap.String("subject", subject))
+			continue
+		}
+		if !slices.Contains(countries, cc) {
+			b.log.Warn("jobs are queued for a country outside SMS_COUNTRIES; keeping its consumer so a modem serving it can send them",
+				zap.String("country", cc), zap.Uint64("jobs", info.State.Subjects[subject]))
+			countries = append(countries, cc)
+		}
+	}
+	names := b.jobs.ConsumerNames(ctx)
+	var drop []string
+	for name := range names.Name() {
+		cc, ok := schema.JobsConsumerCountry(name)
+		if name == legacyJobsConsumer || (ok && !slices.Contains(countries, cc)) {
+			drop = append(drop, name)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return nil, fmt.Errorf("list consumers of %s: %w", schema.JobsStream, err)
+	}
+	for _, name := range drop {
+		if err := b.js.DeleteConsumer(ctx, schema.JobsStream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("delete consumer %s/%s: %w", schema.JobsStream, name, err)
+		}
+		b.log.Info("jobs consumer deleted", zap.String("consumer", name),
+			zap.String("why", map[bool]string{true: "replaced by one consumer per country", false: "no country needs it"}[name == legacyJobsConsumer]))
+	}
+	return countries, nil
 }
 
 // checkConsumerAhead repairs the state a power cut can leave behind: the

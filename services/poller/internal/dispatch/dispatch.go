@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,7 +68,7 @@ type Upstream interface {
 type Queue interface {
 	JetStream() jetstream.JetStream
 	Conn() *nats.Conn
-	JobsPending(ctx context.Context) (int, error)
+	JobsByCountry(ctx context.Context) (map[string]int, error)
 }
 
 // Config tunes the dispatcher.
@@ -244,8 +245,29 @@ func (d *Dispatcher) releaseLoop(ctx context.Context) {
 	}
 }
 
-// heldPrefix is what every ack subject of a modem's job starts with.
-const heldPrefix = "$JS.ACK." + schema.JobsStream + "." + schema.JobsConsumer + "."
+// heldPrefix is what every ack subject of a modem's job starts with; the
+// jobs consumer's name (modem-<CC>) follows.
+const heldPrefix = "$JS.ACK." + schema.JobsStream + "."
+
+// heldCountry checks that subject, from a modem's heartbeat, is the ack
+// subject of a job of a jobs consumer ($JS.ACK.SMS_JOBS.modem-<CC> and the
+// five numbers of a delivery) and returns the consumer's country.
+func heldCountry(subject string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, heldPrefix)
+	if !ok || strings.ContainsAny(subject, "*> \t\r\n") {
+		return "", false
+	}
+	tokens := strings.Split(rest, ".")
+	if len(tokens) != 6 {
+		return "", false
+	}
+	for _, n := range tokens[1:] {
+		if _, err := strconv.ParseUint(n, 10, 64); err != nil {
+			return "", false
+		}
+	}
+	return schema.JobsConsumerCountry(tokens[0])
+}
 
 func (d *Dispatcher) releaseHeld() {
 	now := time.Now()
@@ -263,8 +285,8 @@ func (d *Dispatcher) releaseHeld() {
 		log := d.log.With(zap.String("modem", h.modem))
 		// The subject comes from a modem's heartbeat: only a job's ack
 		// subject is ever published to, never anything it names.
-		if !strings.HasPrefix(h.subject, heldPrefix) || strings.ContainsAny(h.subject, "*> \t\r\n") ||
-			strings.Count(h.subject, ".") != strings.Count(heldPrefix, ".")+4 {
+		cc, ok := heldCountry(h.subject)
+		if !ok {
 			d.m.released.WithLabelValues("refused").Inc()
 			log.Error("modem heartbeat names a held job that is no job's ack subject; ignored", zap.String("holding", h.subject))
 			continue
@@ -275,6 +297,7 @@ func (d *Dispatcher) releaseHeld() {
 			continue
 		}
 		d.m.released.WithLabelValues("nak").Inc()
+		d.wakeModems(cc)
 		log.Warn("modem went silent holding a job; handed it to the other modems")
 	}
 }
@@ -336,22 +359,31 @@ func (d *Dispatcher) pruneLocked(now time.Time) {
 	}
 }
 
+// served is a country some ready modem serves, and how many do.
+type served struct {
+	cc     string
+	modems int
+}
+
 // readyFor returns how many modems are ready now and which of countries
-// at least one of them serves, in countries' order.
-func (d *Dispatcher) readyFor(countries []string) (int, []string) {
+// at least one of them serves (with how many), in countries' order.
+func (d *Dispatcher) readyFor(countries []string) (int, []served) {
 	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var served []string
+	var out []served
 	for _, cc := range countries {
+		n := 0
 		for _, v := range d.modems {
 			if v.readyAt(now) && v.serves(cc) {
-				served = append(served, cc)
-				break
+				n++
 			}
 		}
+		if n > 0 {
+			out = append(out, served{cc, n})
+		}
 	}
-	return d.readyCountLocked(now), served
+	return d.readyCountLocked(now), out
 }
 
 // ModemInfo is one modem as the poller sees it.
@@ -492,6 +524,11 @@ func (d *Dispatcher) requeue(ctx context.Context, rec claims.Record, st schema.S
 			d.log.Error("could not re-queue a result", zap.String("sms", rec.SmsID), zap.Error(err))
 		}
 		return true
+	case st == schema.StatusEntrusted && !slices.Contains(d.cfg.Countries, schema.JobCountry(rec.Job.CountryCode)):
+		// No jobs consumer may exist for it any more, so a job would wait
+		// for ever; the API hands it out again after its trust timeout.
+		d.log.Warn("stranded claim of a country no longer in SMS_COUNTRIES; not re-queued",
+			zap.String("sms", rec.SmsID), zap.String("country", rec.Job.CountryCode))
 	case st == schema.StatusEntrusted:
 		d.publishJob(ctx, *rec.Job, d.log.With(zap.String("sms", rec.SmsID), zap.String("tenant", rec.Tenant)))
 		return true
@@ -509,19 +546,34 @@ func (d *Dispatcher) claimLoop(ctx context.Context) {
 	errWait := backoff.New(time.Second, time.Minute)
 	next := 0 // round-robin start, so one busy country cannot starve another
 	for ctx.Err() == nil {
-		ready, countries := d.readyFor(d.cfg.Countries)
-		if ready == 0 || len(countries) == 0 {
+		ready, served := d.readyFor(d.cfg.Countries)
+		if ready == 0 || len(served) == 0 {
 			d.wait(ctx, d.cfg.PollInterval)
 			continue
 		}
-		pending, err := d.q.JobsPending(ctx)
+		byCC, err := d.q.JobsByCountry(ctx)
 		if err != nil {
 			d.log.Warn("cannot read the job queue depth", zap.Error(err))
 			d.wait(ctx, time.Second)
 			continue
 		}
-		d.m.queued.Set(float64(pending))
-		if pending >= d.cfg.MaxQueued*ready {
+		total, queued := 0, 0
+		for _, n := range byCC {
+			total += n
+		}
+		d.m.queued.Set(float64(total))
+		// MAX_QUEUED_JOBS per ready modem, over the countries ready modems
+		// serve and for each country over the modems serving it: the jobs
+		// of a country no ready modem serves (its SIM rate-limited, say)
+		// wait for it without holding up the others.
+		var countries []string
+		for _, s := range served {
+			queued += byCC[s.cc]
+			if byCC[s.cc] < d.cfg.MaxQueued*s.modems {
+				countries = append(countries, s.cc)
+			}
+		}
+		if queued >= d.cfg.MaxQueued*ready || len(countries) == 0 {
 			// Back-pressure: results poke us; the timer covers a result
 			// that was acked before we started waiting.
 			d.wait(ctx, 250*time.Millisecond)
@@ -564,7 +616,7 @@ func (d *Dispatcher) claimOne(ctx context.Context, countries []string, next *int
 		}
 		d.m.claims.WithLabelValues(cc, "claimed").Inc()
 		*next = (*next + i + 1) % n
-		d.enqueue(ctx, c)
+		d.enqueue(ctx, c, cc)
 		return true, nil
 	}
 	return false, nil
@@ -575,18 +627,18 @@ func (d *Dispatcher) claimOne(ctx context.Context, countries []string, next *int
 // result. The SMS is Entrusted upstream now, so the publish is retried even
 // through shutdown for a while: losing it here would leave it stranded
 // until the next start re-queues it from the claim record.
-func (d *Dispatcher) enqueue(ctx context.Context, c *Claim) {
+func (d *Dispatcher) enqueue(ctx context.Context, c *Claim, claimed string) {
 	now := d.now()
 	ttl := c.TTL
 	if ttl <= 0 {
 		ttl = schema.DefaultTTL
 	}
+	log := d.log.With(zap.String("sms", c.ID), zap.String("tenant", c.Tenant), logging.Phone(c.Phone))
 	job := schema.Job{
 		V: schema.Version, ID: schema.JobID(c.ID, c.RetryCount), SmsID: c.ID, Tenant: c.Tenant,
-		PhoneNumber: c.Phone, Message: c.Message, CountryCode: c.Country,
+		PhoneNumber: c.Phone, Message: c.Message, CountryCode: d.route(c.Country, claimed, log),
 		CreatedAt: c.Timestamp, ExpiresAt: c.Timestamp.Add(ttl), ClaimedAt: now,
 	}
-	log := d.log.With(zap.String("sms", c.ID), zap.String("tenant", c.Tenant), logging.Phone(c.Phone))
 	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	result := func(st schema.Status, code, reason string) schema.Result {
@@ -656,11 +708,37 @@ func (d *Dispatcher) publishJob(ctx context.Context, job schema.Job, log *zap.Lo
 		log.Error("claimed SMS could not be queued; the next start re-queues it", zap.Error(err))
 		return false
 	}
+	d.wakeModems(job.CountryCode)
 	d.mu.Lock()
 	d.inflight[job.ID] = time.Now()
 	d.mu.Unlock()
 	d.m.jobs.Inc()
 	return true
+}
+
+// wakeModems tells the modems that pull from several jobs consumers that
+// a job for cc is waiting now (a modem with one consumer waits in a pull
+// and needs no word). It is a hint: a lost one costs a modem's slow
+// re-check, never a job.
+func (d *Dispatcher) wakeModems(cc string) {
+	if err := d.q.Conn().Publish(schema.WakeSubjectFor(cc), nil); err != nil {
+		d.log.Debug("wake modems", zap.Error(err))
+	}
+}
+
+// route is the country a claimed SMS is queued for: its own CountryCode
+// (which the API's per-country claim makes equal to claimed) when this
+// poller claims that country, else the country it was claimed for. Only
+// the claimed countries have a jobs consumer and a ready modem serving
+// them; a job queued for any other would wait for ever.
+func (d *Dispatcher) route(country, claimed string, log *zap.Logger) string {
+	cc := schema.JobCountry(strings.ToUpper(country))
+	if slices.Contains(d.cfg.Countries, cc) || claimed == "" {
+		return cc
+	}
+	log.Warn("claimed SMS names a country this poller does not claim; queued for the country it was claimed for",
+		zap.String("country_code", country), zap.String("claimed_for", claimed))
+	return claimed
 }
 
 func (d *Dispatcher) publish(ctx context.Context, subject, msgID string, v any, stream string) error {

@@ -55,7 +55,7 @@ func (r *receiver) set(st int) { r.mu.Lock(); r.status = st; r.mu.Unlock() }
 func start(t *testing.T, url string) (*broker.Broker, jetstream.JetStream, func()) {
 	t.Helper()
 	dir := t.TempDir()
-	b, err := broker.Start(t.Context(), broker.Config{Listen: "127.0.0.1:-1", StoreDir: dir, ModemUser: "modem", ModemPassword: "pw",
+	b, err := broker.Start(t.Context(), broker.Config{Listen: "127.0.0.1:-1", StoreDir: dir, ModemUser: "modem", ModemPassword: "pw", Countries: []string{"RO"},
 		Log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))})
 	if err != nil {
 		t.Fatal(err)

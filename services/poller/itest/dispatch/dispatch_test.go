@@ -84,8 +84,11 @@ func newRigWith(t *testing.T, o rigOpts) *rig {
 	if o.ackWait == 0 {
 		o.ackWait = 5 * time.Second
 	}
+	if o.countries == nil {
+		o.countries = []string{"RO"}
+	}
 	b, err := broker.Start(context.Background(), broker.Config{
-		Listen: "127.0.0.1:-1", StoreDir: t.TempDir(), ModemUser: "modem", ModemPassword: "pw", AckWait: o.ackWait,
+		Listen: "127.0.0.1:-1", StoreDir: t.TempDir(), ModemUser: "modem", ModemPassword: "pw", AckWait: o.ackWait, Countries: o.countries,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +180,7 @@ func (r *rig) wait(what string, cond func(v *smsapi.View) bool) {
 // pull takes the next job as the modem would.
 func (r *rig) pull() (jetstream.Msg, schema.Job) {
 	r.t.Helper()
-	cons, err := r.mjs.Consumer(context.Background(), schema.JobsStream, schema.JobsConsumer)
+	cons, err := r.mjs.Consumer(context.Background(), schema.JobsStream, schema.JobsConsumerFor("RO"))
 	if err != nil {
 		r.t.Fatal(err)
 	}
