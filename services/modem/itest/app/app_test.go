@@ -335,10 +335,11 @@ func TestRun(t *testing.T) {
 var pollerUser = &server.User{Username: "poller", Password: "poller-pw"}
 
 // answerClock answers the modem's time requests as the poller does, with
-// the local time shifted by skew.
-func answerClock(t *testing.T, ns *server.Server, skew time.Duration) {
+// the local time shifted by skew; opts are what reaching ns takes beyond
+// the poller's credentials (nats.RootCAs for a TLS broker).
+func answerClock(t *testing.T, ns *server.Server, skew time.Duration, opts ...nats.Option) {
 	t.Helper()
-	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo(pollerUser.Username, pollerUser.Password))
+	nc, err := nats.Connect(ns.ClientURL(), append([]nats.Option{nats.UserInfo(pollerUser.Username, pollerUser.Password)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,11 +357,21 @@ func answerClock(t *testing.T, ns *server.Server, skew time.Duration) {
 
 func startNATS(t *testing.T, password string) (*server.Server, *server.Options) {
 	t.Helper()
-	opts := &server.Options{
+	return runNATS(t, password, nil)
+}
+
+// runNATS is startNATS with edit applied to the server's options first;
+// opts are what a client needs to reach it (nats.RootCAs for TLS).
+func runNATS(t *testing.T, password string, edit func(*server.Options), opts ...nats.Option) (*server.Server, *server.Options) {
+	t.Helper()
+	so := &server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
 		Users: []*server.User{{Username: "modem", Password: password}, pollerUser},
 	}
-	ns, err := server.NewServer(opts)
+	if edit != nil {
+		edit(so)
+	}
+	ns, err := server.NewServer(so)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +380,7 @@ func startNATS(t *testing.T, password string) (*server.Server, *server.Options) 
 	if !ns.ReadyForConnections(wait) {
 		t.Fatal("nats-server not ready")
 	}
-	nc, err := nats.Connect(ns.ClientURL(), nats.UserInfo("modem", password))
+	nc, err := nats.Connect(ns.ClientURL(), append([]nats.Option{nats.UserInfo("modem", password)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +416,7 @@ func startNATS(t *testing.T, password string) (*server.Server, *server.Options) 
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return ns, opts
+	return ns, so
 }
 
 func TestRunNeedsCredentials(t *testing.T) {
