@@ -20,6 +20,7 @@ import (
 	"github.com/sensorsreport/smsgw/services/devstack/modemsim"
 	"github.com/sensorsreport/smsgw/services/modem/internal/app"
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
+	"github.com/sensorsreport/smsgw/services/modem/itest/brokertest"
 	"github.com/sensorsreport/smsgw/shared/clock"
 	"github.com/sensorsreport/smsgw/shared/config"
 	"github.com/sensorsreport/smsgw/shared/schema"
@@ -364,22 +365,11 @@ func startNATS(t *testing.T, password string) (*server.Server, *server.Options) 
 // opts are what a client needs to reach it (nats.RootCAs for TLS).
 func runNATS(t *testing.T, password string, edit func(*server.Options), opts ...nats.Option) (*server.Server, *server.Options) {
 	t.Helper()
-	so := &server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-		Users: []*server.User{{Username: "modem", Password: password}, pollerUser},
-	}
+	so := &server.Options{JetStream: true, Users: []*server.User{{Username: "modem", Password: password}, pollerUser}}
 	if edit != nil {
 		edit(so)
 	}
-	ns, err := server.NewServer(so)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(wait) {
-		t.Fatal("nats-server not ready")
-	}
+	ns := brokertest.Start(t, so)
 	nc, err := nats.Connect(ns.ClientURL(), append([]nats.Option{nats.UserInfo("modem", password)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)

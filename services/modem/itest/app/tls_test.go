@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sensorsreport/smsgw/services/devstack/modemsim"
+	"github.com/sensorsreport/smsgw/services/modem/itest/brokertest"
 	"github.com/sensorsreport/smsgw/shared/config"
 	"github.com/sensorsreport/smsgw/shared/tlstest"
 )
@@ -39,21 +40,11 @@ func requireTLS(t *testing.T, ca *tlstest.CA, hosts ...string) func(*server.Opti
 // not to get as far as using it; edit may change its options first.
 func startBroker(t *testing.T, edit func(*server.Options)) *server.Server {
 	t.Helper()
-	o := &server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		Users: []*server.User{{Username: "modem", Password: "pw"}}}
+	o := &server.Options{Users: []*server.User{{Username: "modem", Password: "pw"}}}
 	if edit != nil {
 		edit(o)
 	}
-	ns, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(wait) {
-		t.Fatal("nats-server not ready")
-	}
-	return ns
+	return brokertest.Start(t, o)
 }
 
 // port is the port a test broker listens on.

@@ -12,12 +12,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sensorsreport/smsgw/services/devstack/modemsim"
 	"github.com/sensorsreport/smsgw/services/modem/internal/inbox"
+	"github.com/sensorsreport/smsgw/services/modem/itest/brokertest"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
 
@@ -25,24 +25,7 @@ import (
 // the poller creates it (dedup window included); noStream leaves it out.
 func startJS(t *testing.T, noStream bool) jetstream.JetStream {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := brokertest.JetStream(t, brokertest.Start(t, &server.Options{JetStream: true}))
 	if !noStream {
 		if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: schema.EventsStream, Subjects: []string{schema.EventsFilter},
 			Storage: jetstream.FileStorage, Duplicates: 24 * time.Hour}); err != nil {

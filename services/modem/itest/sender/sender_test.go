@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -23,6 +22,7 @@ import (
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
 	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
 	"github.com/sensorsreport/smsgw/services/modem/internal/sender"
+	"github.com/sensorsreport/smsgw/services/modem/itest/brokertest"
 	"github.com/sensorsreport/smsgw/shared/clock"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -93,25 +93,7 @@ func newEnv(t *testing.T, o envOpt) *env {
 	t.Helper()
 	e := &env{t: t, log: testLogger(t)}
 
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(wait) {
-		t.Fatal("nats-server not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if e.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	e.js = brokertest.JetStream(t, brokertest.Start(t, &server.Options{JetStream: true}))
 	ctx := ctxT(t)
 	jobs, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: schema.JobsStream, Subjects: []string{schema.JobsFilter},
