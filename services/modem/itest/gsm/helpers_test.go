@@ -1,7 +1,6 @@
 package gsm_test
 
 import (
-	"bytes"
 	"context"
 	"path/filepath"
 	"strings"
@@ -10,12 +9,12 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/sensorsreport/smsgw/services/devstack/modemsim"
 	"github.com/sensorsreport/smsgw/services/modem/internal/device"
 	"github.com/sensorsreport/smsgw/services/modem/internal/gsm"
 	"github.com/sensorsreport/smsgw/services/modem/internal/pdu"
+	"github.com/sensorsreport/smsgw/services/modem/itest/testlog"
 )
 
 // wait bounds every blocking step; it detects hangs and is not a timing
@@ -34,34 +33,7 @@ func fast(pin string) gsm.Config {
 	}
 }
 
-// logBuffer collects the logs of a test and prints them only if it fails:
-// goroutines that outlive a test must not call t.Log.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) Sync() error { return nil }
-
-func testLogger(t *testing.T) *zap.Logger {
-	t.Helper()
-	lb := &logBuffer{}
-	enc := zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig())
-	t.Cleanup(func() {
-		if t.Failed() {
-			lb.mu.Lock()
-			t.Logf("logs:\n%s", lb.buf.String())
-			lb.mu.Unlock()
-		}
-	})
-	return zap.New(zapcore.NewCore(enc, lb, zap.DebugLevel))
-}
+func testLogger(t *testing.T) *zap.Logger { return testlog.New(t, zap.DebugLevel) }
 
 func ctxT(t *testing.T) context.Context {
 	t.Helper()

@@ -1,7 +1,6 @@
 package sender_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/sensorsreport/smsgw/services/devstack/modemsim"
 	"github.com/sensorsreport/smsgw/services/modem/internal/device"
@@ -23,6 +21,7 @@ import (
 	"github.com/sensorsreport/smsgw/services/modem/internal/ledger"
 	"github.com/sensorsreport/smsgw/services/modem/internal/sender"
 	"github.com/sensorsreport/smsgw/services/modem/itest/brokertest"
+	"github.com/sensorsreport/smsgw/services/modem/itest/testlog"
 	"github.com/sensorsreport/smsgw/shared/clock"
 	"github.com/sensorsreport/smsgw/shared/schema"
 )
@@ -33,33 +32,7 @@ const wait = 30 * time.Second
 
 const to = "+40722000111"
 
-// logBuffer collects a test's logs and prints them only if it fails:
-// goroutines that outlive a test must not call t.Log.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) Sync() error { return nil }
-
-func testLogger(t *testing.T) *zap.Logger {
-	t.Helper()
-	lb := &logBuffer{}
-	t.Cleanup(func() {
-		if t.Failed() {
-			lb.mu.Lock()
-			t.Logf("logs:\n%s", lb.buf.String())
-			lb.mu.Unlock()
-		}
-	})
-	return zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), lb, zap.InfoLevel))
-}
+func testLogger(t *testing.T) *zap.Logger { return testlog.New(t, zap.InfoLevel) }
 
 func ctxT(t *testing.T) context.Context {
 	t.Helper()
